@@ -1,0 +1,4 @@
+fn main() {
+    eprintln!("ctsim: not wired yet");
+    std::process::exit(2);
+}
