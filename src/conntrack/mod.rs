@@ -105,3 +105,718 @@ impl CtState {
         }
     }
 }
+
+pub mod expect;
+pub mod table;
+pub mod tuple;
+
+use crate::time::{Duration, Timestamp};
+use crate::wire::{L4, Packet, ipproto};
+use expect::{Expectation, Expectations};
+use proto::L4Verdict;
+use proto::icmp::{self, IcmpClass};
+use proto::tcp::{TcpConn, TcpState};
+use proto::udp::UdpConn;
+use std::fmt;
+use std::net::IpAddr;
+pub use table::ConnId;
+use table::Table;
+pub use tuple::Tuple;
+
+/// Why conntrack called a packet INVALID, or let it through unused, in the
+/// words of the kernel's `nf_conntrack_log_invalid` messages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reason {
+    Text(&'static str),
+    /// An ICMP error whose outer destination is not the quoted connection's.
+    OuterDaddr {
+        outer: IpAddr,
+        inner: IpAddr,
+    },
+}
+
+impl fmt::Display for Reason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Reason::Text(s) => f.write_str(s),
+            Reason::OuterDaddr { outer, inner } => {
+                write!(f, "outer daddr {outer} != inner {inner}")
+            }
+        }
+    }
+}
+
+/// Protocol-specific part of an entry.
+#[derive(Debug, Clone)]
+pub enum ProtoState {
+    Tcp(Box<TcpConn>),
+    Udp(UdpConn),
+    UdpLite,
+    Icmp,
+    Generic,
+}
+
+/// Conntrack helpers that can be attached to a connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum HelperKind {
+    Ftp,
+    Tftp,
+}
+
+impl HelperKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            HelperKind::Ftp => "ftp",
+            HelperKind::Tftp => "tftp",
+        }
+    }
+    pub fn from_name(n: &str) -> Option<HelperKind> {
+        match n {
+            "ftp" => Some(HelperKind::Ftp),
+            "tftp" => Some(HelperKind::Tftp),
+            _ => None,
+        }
+    }
+}
+
+/// A connection entry (`struct nf_conn`).
+#[derive(Debug, Clone)]
+pub struct Conn {
+    /// Stable name: the capture index of the packet that created it.
+    pub uid: u64,
+    pub tuple: [Tuple; 2],
+    pub status: Status,
+    /// Absolute expiry on the capture clock.
+    pub expires: Timestamp,
+    pub proto: ProtoState,
+    pub mark: u32,
+    /// uid of the master connection for expected connections.
+    pub master: Option<u64>,
+    pub helper: Option<HelperKind>,
+    /// Helper scratch state (FTP line tracking).
+    pub help: expect::HelpState,
+}
+
+impl Conn {
+    pub fn tcp_state(&self) -> Option<TcpState> {
+        match &self.proto {
+            ProtoState::Tcp(t) => Some(t.state()),
+            _ => None,
+        }
+    }
+    /// Seconds left, rounded down as `conntrack -L` prints them.
+    pub fn timeout_secs(&self, now: Timestamp) -> u64 {
+        self.expires.since(now).as_secs()
+    }
+}
+
+/// Where the conntrack hook runs for this packet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CtHook {
+    /// PREROUTING: packets from the wire; checksums are verified here.
+    Prerouting,
+    /// OUTPUT: locally generated packets; never checksum-verified.
+    Output,
+}
+
+/// Which entry a packet is attached to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CtRef {
+    /// No entry (INVALID or UNTRACKED).
+    None,
+    /// The packet created a new, not yet confirmed entry.
+    Pending,
+    /// A confirmed entry in the table.
+    Table(ConnId),
+}
+
+/// The outcome of the conntrack hook for one packet.
+#[derive(Debug, Clone, Copy)]
+pub struct CtResult {
+    pub state: CtState,
+    /// Direction of the packet (for RELATED: which tuple of the master it matched).
+    pub dir: Option<Dir>,
+    pub conn: CtRef,
+    pub reason: Option<Reason>,
+}
+
+impl CtResult {
+    fn invalid(reason: Option<Reason>) -> Self {
+        CtResult {
+            state: CtState::Invalid,
+            dir: None,
+            conn: CtRef::None,
+            reason,
+        }
+    }
+}
+
+/// A conntrack event, as `conntrack -E` reports them.
+#[derive(Debug, Clone)]
+pub struct Event {
+    /// Capture index of the packet during which it happened.
+    pub packet: u64,
+    pub time: Timestamp,
+    pub kind: EventKind,
+    pub conn_uid: u64,
+    pub orig: Tuple,
+    pub reply: Tuple,
+    pub tcp_state: Option<TcpState>,
+    pub status: Status,
+    /// Seconds left on the timer (0 for DESTROY).
+    pub timeout: u64,
+    pub helper: Option<HelperKind>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EventKind {
+    New,
+    Update,
+    Destroy,
+    ExpectNew,
+    ExpectDestroy,
+}
+
+impl EventKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            EventKind::New => "NEW",
+            EventKind::Update => "UPDATE",
+            EventKind::Destroy => "DESTROY",
+            EventKind::ExpectNew => "EXP_NEW",
+            EventKind::ExpectDestroy => "EXP_DESTROY",
+        }
+    }
+}
+
+/// Per-packet facts the conntrack hook needs beside the packet.
+#[derive(Debug, Clone, Copy)]
+pub struct HookInput {
+    pub hook: CtHook,
+    pub now: Timestamp,
+    /// Capture index, for events and entry names.
+    pub packet: u64,
+    /// Helper requested by a raw-table `CT --helper` template.
+    pub helper: Option<HelperKind>,
+    /// L4 checksum verdict from the decoder (None: unverifiable).
+    pub l4_csum_ok: Option<bool>,
+}
+
+/// The connection tracking system of one network namespace (or one shard).
+#[derive(Debug)]
+pub struct Conntrack {
+    pub sysctls: Sysctls,
+    table: Table,
+    pending: Option<Conn>,
+    expect: Expectations,
+    /// Snapshot of (state, status) before the packet, to emit UPDATE events.
+    before: Option<(ConnId, Option<TcpState>, Status)>,
+    trace: bool,
+    events: Vec<Event>,
+    scratch: Vec<ConnId>,
+    last_sweep: Timestamp,
+}
+
+/// How often (capture time) expired entries are reaped from memory. Lookups
+/// never see an expired entry whatever this value; it bounds memory only.
+const SWEEP_EVERY: Duration = Duration::from_secs(1);
+
+impl Conntrack {
+    pub fn new(sysctls: Sysctls, trace: bool) -> Self {
+        Conntrack {
+            sysctls,
+            table: Table::default(),
+            pending: None,
+            expect: Expectations::default(),
+            before: None,
+            trace,
+            events: Vec::new(),
+            scratch: Vec::new(),
+            last_sweep: Timestamp(0),
+        }
+    }
+
+    /// Number of confirmed entries.
+    pub fn len(&self) -> usize {
+        self.table.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.table.is_empty()
+    }
+
+    /// Events recorded since the last call (only when tracing).
+    pub fn drain_events(&mut self) -> std::vec::Drain<'_, Event> {
+        self.events.drain(..)
+    }
+
+    pub fn conn(&self, r: CtRef) -> Option<&Conn> {
+        match r {
+            CtRef::None => None,
+            CtRef::Pending => self.pending.as_ref(),
+            CtRef::Table(id) => self.table.try_get(id),
+        }
+    }
+
+    pub fn conn_mut(&mut self, r: CtRef) -> Option<&mut Conn> {
+        match r {
+            CtRef::None => None,
+            CtRef::Pending => self.pending.as_mut(),
+            CtRef::Table(id) => Some(self.table.get_mut(id)),
+        }
+    }
+
+    pub fn table(&self) -> &Table {
+        &self.table
+    }
+
+    pub fn expectations(&self) -> &Expectations {
+        &self.expect
+    }
+
+    /// True when an entry with this tuple (either direction) is alive.
+    pub fn is_tracked(&self, t: &Tuple, now: Timestamp) -> bool {
+        self.table
+            .find(t)
+            .is_some_and(|(id, _)| self.table.get(id).expires > now)
+    }
+
+    fn event(&mut self, kind: EventKind, c: &Conn, packet: u64, now: Timestamp) {
+        if !self.trace {
+            return;
+        }
+        self.events.push(Event {
+            packet,
+            time: now,
+            kind,
+            conn_uid: c.uid,
+            orig: c.tuple[0],
+            reply: c.tuple[1],
+            tcp_state: c.tcp_state(),
+            status: c.status,
+            timeout: if kind == EventKind::Destroy {
+                0
+            } else {
+                c.timeout_secs(now)
+            },
+            helper: c.helper,
+        });
+    }
+
+    fn destroy(&mut self, id: ConnId, packet: u64, now: Timestamp) {
+        let c = self.table.remove(id);
+        for e in self.expect.remove_master(id, c.uid) {
+            self.expect_event(EventKind::ExpectDestroy, &e, packet, now);
+        }
+        self.event(EventKind::Destroy, &c, packet, now);
+    }
+
+    fn expect_event(&mut self, kind: EventKind, e: &Expectation, packet: u64, now: Timestamp) {
+        if !self.trace {
+            return;
+        }
+        self.events.push(Event {
+            packet,
+            time: now,
+            kind,
+            conn_uid: e.master_uid,
+            orig: e.tuple,
+            reply: e.tuple,
+            tcp_state: None,
+            status: Status::default(),
+            timeout: e.expires.since(now).as_secs(),
+            helper: Some(e.helper),
+        });
+    }
+
+    /// Reaps expired entries and expectations (the kernel's gc worker). Only
+    /// memory and DESTROY events depend on this; lookups ignore expired
+    /// entries on their own.
+    pub fn sweep(&mut self, now: Timestamp, packet: u64) {
+        if now.since(self.last_sweep) < SWEEP_EVERY {
+            return;
+        }
+        self.last_sweep = now;
+        let mut ids = std::mem::take(&mut self.scratch);
+        self.table.expired(now, &mut ids);
+        for &id in &ids {
+            self.destroy(id, packet, now);
+        }
+        self.scratch = ids;
+        for e in self.expect.expire(now) {
+            self.expect_event(EventKind::ExpectDestroy, &e, packet, now);
+        }
+    }
+
+    /// Looks a tuple up as `____nf_conntrack_find` does: an entry whose timer
+    /// ran out is reaped on the spot and not found.
+    fn lookup(&mut self, t: &Tuple, now: Timestamp, packet: u64) -> Option<(ConnId, Dir)> {
+        let (id, dir) = self.table.find(t)?;
+        if self.table.get(id).expires <= now {
+            self.destroy(id, packet, now);
+            return None;
+        }
+        Some((id, dir))
+    }
+
+    /// The conntrack hook (`nf_conntrack_in`) for one packet: find or create
+    /// the entry, run the protocol tracker, classify the packet.
+    pub fn packet_in(&mut self, pkt: &Packet<'_>, inp: &HookInput) -> CtResult {
+        debug_assert!(
+            self.pending.is_none(),
+            "previous packet not confirmed or discarded"
+        );
+        self.pending = None;
+        self.before = None;
+        let verify = inp.hook == CtHook::Prerouting && self.sysctls.checksum;
+
+        // ICMP errors and neighbour discovery are settled before the normal path.
+        if let L4::Icmp(ic) | L4::Icmpv6(ic) = pkt.l4 {
+            match icmp::classify(pkt.proto, ic.icmp_type) {
+                IcmpClass::Untracked => {
+                    if verify && inp.l4_csum_ok == Some(false) {
+                        return CtResult::invalid(Some(Reason::Text(icmp::bad_checksum_reason(
+                            pkt.proto,
+                        ))));
+                    }
+                    return CtResult {
+                        state: CtState::Untracked,
+                        dir: None,
+                        conn: CtRef::None,
+                        reason: None,
+                    };
+                }
+                class => {
+                    if verify && inp.l4_csum_ok == Some(false) {
+                        return CtResult::invalid(Some(Reason::Text(icmp::bad_checksum_reason(
+                            pkt.proto,
+                        ))));
+                    }
+                    match class {
+                        IcmpClass::UnknownType => {
+                            return CtResult::invalid(Some(Reason::Text("invalid icmp type")));
+                        }
+                        IcmpClass::Error => return self.icmp_error(pkt, inp),
+                        _ => {}
+                    }
+                }
+            }
+        }
+        let tuple = match Tuple::from_packet(pkt) {
+            Some(t) => t,
+            None => return CtResult::invalid(malformed_reason(pkt.proto)),
+        };
+        let mut repeated = false;
+        loop {
+            let (conn, dir, state, is_new) = match self.lookup(&tuple, inp.now, inp.packet) {
+                Some((id, dir)) => {
+                    let c = self.table.get(id);
+                    let state = if dir == Dir::Reply || c.status.has(Status::SEEN_REPLY) {
+                        CtState::Established
+                    } else if c.status.has(Status::EXPECTED) {
+                        CtState::Related
+                    } else {
+                        CtState::New
+                    };
+                    self.before = Some((id, c.tcp_state(), c.status));
+                    (CtRef::Table(id), dir, state, false)
+                }
+                None => {
+                    let Some(reply) = tuple.invert() else {
+                        return CtResult::invalid(None);
+                    };
+                    let state = self.init_conn(tuple, reply, pkt, inp);
+                    (CtRef::Pending, Dir::Original, state, true)
+                }
+            };
+            let verdict = self.run_tracker(conn, pkt, dir, is_new, verify, inp);
+            match verdict {
+                L4Verdict::Accept { refresh, note } => {
+                    let c = self.conn_mut(conn).expect("entry");
+                    if let Some(t) = refresh {
+                        c.expires = inp.now.add(t);
+                    }
+                    if dir == Dir::Reply {
+                        c.status.set(Status::SEEN_REPLY);
+                    }
+                    let reason = note.filter(|s| !s.is_empty()).map(Reason::Text);
+                    return CtResult {
+                        state,
+                        dir: Some(dir),
+                        conn,
+                        reason,
+                    };
+                }
+                L4Verdict::AcceptAndDelete => {
+                    if dir == Dir::Reply {
+                        if let Some(c) = self.conn_mut(conn) {
+                            c.status.set(Status::SEEN_REPLY);
+                        }
+                    }
+                    match conn {
+                        CtRef::Table(id) => {
+                            self.before = None;
+                            self.destroy(id, inp.packet, inp.now);
+                        }
+                        _ => self.pending = None,
+                    }
+                    return CtResult {
+                        state,
+                        dir: Some(dir),
+                        conn: CtRef::None,
+                        reason: None,
+                    };
+                }
+                L4Verdict::Invalid { reason, timeout } => {
+                    match conn {
+                        CtRef::Pending => self.pending = None,
+                        CtRef::Table(id) => {
+                            if let Some(t) = timeout {
+                                self.table.get_mut(id).expires = inp.now.add(t);
+                            }
+                        }
+                        CtRef::None => {}
+                    }
+                    let reason = (!reason.is_empty()).then_some(Reason::Text(reason));
+                    return CtResult::invalid(reason);
+                }
+                L4Verdict::Repeat => {
+                    if let CtRef::Table(id) = conn {
+                        self.before = None;
+                        self.destroy(id, inp.packet, inp.now);
+                    }
+                    if repeated {
+                        return CtResult::invalid(None);
+                    }
+                    repeated = true;
+                }
+            }
+        }
+    }
+
+    /// Creates the unconfirmed entry for a packet with no entry
+    /// (`init_conntrack`), consuming a matching expectation.
+    fn init_conn(
+        &mut self,
+        tuple: Tuple,
+        reply: Tuple,
+        pkt: &Packet<'_>,
+        inp: &HookInput,
+    ) -> CtState {
+        let proto = match pkt.l4 {
+            // Filled by the TCP tracker on its first call (tcp_new).
+            L4::Tcp(_) => ProtoState::Generic,
+            L4::Udp(_) if pkt.proto == ipproto::UDPLITE => ProtoState::UdpLite,
+            L4::Udp(_) => ProtoState::Udp(UdpConn::new(inp.now)),
+            L4::Icmp(_) | L4::Icmpv6(_) => ProtoState::Icmp,
+            _ => ProtoState::Generic,
+        };
+        let mut conn = Conn {
+            uid: inp.packet,
+            tuple: [tuple, reply],
+            status: Status::default(),
+            expires: inp.now,
+            proto,
+            mark: 0,
+            master: None,
+            helper: None,
+            help: expect::HelpState::default(),
+        };
+        let mut state = CtState::New;
+        let masters = &self.table;
+        let master_alive = |id: ConnId, uid: u64| {
+            masters
+                .try_get(id)
+                .is_some_and(|c| c.uid == uid && c.expires > inp.now)
+        };
+        if let Some(exp) = self.expect.take_match(&tuple, inp.now, master_alive) {
+            conn.status.set(Status::EXPECTED);
+            conn.master = Some(exp.master_uid);
+            conn.mark = self.table.get(exp.master).mark;
+            state = CtState::Related;
+        } else if let Some(h) = inp.helper {
+            conn.helper = Some(h);
+            conn.status.set(Status::HELPER);
+        }
+        self.pending = Some(conn);
+        state
+    }
+
+    fn run_tracker(
+        &mut self,
+        conn: CtRef,
+        pkt: &Packet<'_>,
+        dir: Dir,
+        is_new: bool,
+        verify: bool,
+        inp: &HookInput,
+    ) -> L4Verdict {
+        let sys = &self.sysctls;
+        let c = match conn {
+            CtRef::Pending => self.pending.as_mut().expect("pending"),
+            CtRef::Table(id) => self.table.get_mut(id),
+            CtRef::None => unreachable!(),
+        };
+        let timeout_left = c.expires.since(inp.now);
+        match pkt.l4 {
+            L4::Tcp(tcp) => {
+                if let Err(r) = TcpConn::check_packet(&tcp, inp.l4_csum_ok, verify) {
+                    return L4Verdict::Invalid {
+                        reason: r,
+                        timeout: None,
+                    };
+                }
+                if is_new {
+                    match TcpConn::new(&tcp, sys) {
+                        Ok(t) => c.proto = ProtoState::Tcp(Box::new(t)),
+                        Err(r) => {
+                            return L4Verdict::Invalid {
+                                reason: r,
+                                timeout: None,
+                            };
+                        }
+                    }
+                }
+                match &mut c.proto {
+                    ProtoState::Tcp(t) => t.packet(&tcp, dir, &mut c.status, timeout_left, sys),
+                    _ => L4Verdict::Invalid {
+                        reason: "",
+                        timeout: None,
+                    },
+                }
+            }
+            L4::Udp(u) => {
+                let lite = pkt.proto == ipproto::UDPLITE;
+                let udp_len = pkt.ip_len.saturating_sub(pkt.l4_offset);
+                if let Err(r) =
+                    UdpConn::check(lite, u.length, u.checksum, udp_len, inp.l4_csum_ok, verify)
+                {
+                    return L4Verdict::Invalid {
+                        reason: r,
+                        timeout: None,
+                    };
+                }
+                match &c.proto {
+                    ProtoState::Udp(st) => st.packet(false, &mut c.status, inp.now, sys),
+                    ProtoState::UdpLite => {
+                        UdpConn::new(inp.now).packet(true, &mut c.status, inp.now, sys)
+                    }
+                    _ => L4Verdict::Invalid {
+                        reason: "",
+                        timeout: None,
+                    },
+                }
+            }
+            L4::Icmp(_) | L4::Icmpv6(_) => icmp::packet(pkt.proto, c.tuple[0].icmp_type(), sys),
+            _ => L4Verdict::Accept {
+                refresh: Some(Sysctls::secs(sys.generic_timeout)),
+                note: None,
+            },
+        }
+    }
+
+    /// RELATED lookup for an ICMP(v6) error (`nf_conntrack_inet_error`).
+    fn icmp_error(&mut self, pkt: &Packet<'_>, inp: &HookInput) -> CtResult {
+        let Some(Ok(inner)) = pkt.icmp_inner() else {
+            return CtResult::invalid(None);
+        };
+        let Some(orig) = inner.tuple() else {
+            return CtResult::invalid(None);
+        };
+        // The quoted packet travelled the other way: look up its inverse.
+        let Some(t) = orig.invert() else {
+            return CtResult::invalid(None);
+        };
+        let Some((id, dir)) = self.lookup(&t, inp.now, inp.packet) else {
+            return CtResult::invalid(None);
+        };
+        let ct_dst = self.table.get(id).tuple[dir.index()].dst;
+        if ct_dst != pkt.dst {
+            return CtResult::invalid(Some(Reason::OuterDaddr {
+                outer: pkt.dst,
+                inner: ct_dst,
+            }));
+        }
+        self.before = Some((
+            id,
+            self.table.get(id).tcp_state(),
+            self.table.get(id).status,
+        ));
+        CtResult {
+            state: CtState::Related,
+            dir: Some(dir),
+            conn: CtRef::Table(id),
+            reason: None,
+        }
+    }
+
+    /// The confirm hook (`nf_confirm`, end of POSTROUTING or INPUT) for a
+    /// packet the ruleset accepted: inserts a new entry, emits events.
+    /// Helpers run here, from the netfilter layer, before this call.
+    pub fn confirm(&mut self, res: &CtResult, inp: &HookInput) -> CtRef {
+        match res.conn {
+            CtRef::Pending => {
+                let mut c = self.pending.take().expect("pending entry");
+                c.status.set(Status::CONFIRMED);
+                let id = self.table.insert(c);
+                let c = self.table.get(id).clone();
+                self.event(EventKind::New, &c, inp.packet, inp.now);
+                CtRef::Table(id)
+            }
+            CtRef::Table(id) => {
+                self.emit_update(id, inp);
+                res.conn
+            }
+            CtRef::None => {
+                self.before = None;
+                res.conn
+            }
+        }
+    }
+
+    /// The packet was dropped before confirmation: a new entry vanishes
+    /// without trace; changes to an existing entry stay (they were made at
+    /// the conntrack hook, as in the kernel).
+    pub fn discard(&mut self, res: &CtResult, inp: &HookInput) {
+        self.pending = None;
+        if let CtRef::Table(id) = res.conn {
+            self.emit_update(id, inp);
+        }
+    }
+
+    fn emit_update(&mut self, id: ConnId, inp: &HookInput) {
+        if let Some((bid, st, status)) = self.before.take() {
+            if bid == id && self.trace {
+                if let Some(c) = self.table.try_get(id) {
+                    if c.tcp_state() != st || c.status != status {
+                        let c = c.clone();
+                        self.event(EventKind::Update, &c, inp.packet, inp.now);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Registers an expectation created by a helper for master `master`.
+    pub fn expect(&mut self, e: Expectation, inp: &HookInput) -> Result<(), expect::ExpectError> {
+        let evicted = self
+            .expect
+            .insert(e.clone(), self.sysctls.expect_max as usize)?;
+        for old in evicted {
+            self.expect_event(EventKind::ExpectDestroy, &old, inp.packet, inp.now);
+        }
+        self.expect_event(EventKind::ExpectNew, &e, inp.packet, inp.now);
+        Ok(())
+    }
+}
+
+/// Reason for a packet whose L4 header could not be read.
+fn malformed_reason(proto: u8) -> Option<Reason> {
+    match proto {
+        ipproto::TCP => Some(Reason::Text("truncated packet")),
+        ipproto::UDP | ipproto::UDPLITE | ipproto::ICMP | ipproto::ICMPV6 => {
+            Some(Reason::Text("short packet"))
+        }
+        _ => None,
+    }
+}

@@ -29,3 +29,7 @@ pub enum L4Verdict {
     /// lookup repeated, creating a fresh entry (`-NF_REPEAT`).
     Repeat,
 }
+
+pub mod icmp;
+pub mod tcp;
+pub mod udp;

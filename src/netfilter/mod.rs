@@ -1,0 +1,79 @@
+//! Netfilter's skeleton: hooks, tables, and the path a packet takes through
+//! them from the firewall's point of view.
+//!
+//! Which hooks a packet enters depends on where its addresses live: packets
+//! to one of the firewall's own addresses go PREROUTING→INPUT, packets from
+//! one go OUTPUT→POSTROUTING, everything else is forwarded
+//! (PREROUTING→FORWARD→POSTROUTING). [`Topology`] answers that, and which
+//! interface each address sits behind. This module holds no rules and no
+//! connection state.
+
+pub mod topology;
+
+pub use topology::{Path, RouteDrop, Topology};
+
+/// A netfilter hook (`NF_INET_*`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Hook {
+    Prerouting,
+    Input,
+    Forward,
+    Output,
+    Postrouting,
+}
+
+impl Hook {
+    pub const ALL: [Hook; 5] = [
+        Hook::Prerouting,
+        Hook::Input,
+        Hook::Forward,
+        Hook::Output,
+        Hook::Postrouting,
+    ];
+
+    /// The built-in chain name for this hook.
+    pub fn chain_name(self) -> &'static str {
+        match self {
+            Hook::Prerouting => "PREROUTING",
+            Hook::Input => "INPUT",
+            Hook::Forward => "FORWARD",
+            Hook::Output => "OUTPUT",
+            Hook::Postrouting => "POSTROUTING",
+        }
+    }
+
+    pub fn from_chain_name(n: &str) -> Option<Hook> {
+        Hook::ALL.into_iter().find(|h| h.chain_name() == n)
+    }
+}
+
+/// The hooks a packet entered, in order (at most three).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct HookTrail {
+    hooks: [Option<Hook>; 3],
+    len: u8,
+}
+
+impl HookTrail {
+    pub fn push(&mut self, h: Hook) {
+        if (self.len as usize) < self.hooks.len() {
+            self.hooks[self.len as usize] = Some(h);
+            self.len += 1;
+        }
+    }
+    pub fn iter(&self) -> impl Iterator<Item = Hook> + '_ {
+        self.hooks[..self.len as usize].iter().flatten().copied()
+    }
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+    /// `PREROUTING>FORWARD>POSTROUTING`.
+    pub fn write_to(&self, out: &mut Vec<u8>) {
+        for (i, h) in self.iter().enumerate() {
+            if i > 0 {
+                out.push(b'>');
+            }
+            out.extend_from_slice(h.chain_name().as_bytes());
+        }
+    }
+}
