@@ -1,6 +1,8 @@
 //! Per-protocol trackers: what each L4 protocol's conntrack handler decides
 //! for a packet of a known connection.
 
+pub mod tcp;
+
 use crate::time::Duration;
 
 /// The outcome of a protocol handler for one packet (the kernel handler's
