@@ -15,5 +15,6 @@
 pub mod capture;
 pub mod conntrack;
 pub mod netfilter;
+pub mod report;
 pub mod time;
 pub mod wire;

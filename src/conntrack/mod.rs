@@ -115,7 +115,7 @@ use crate::wire::{L4, Packet, ipproto};
 use expect::{Expectation, Expectations};
 use proto::L4Verdict;
 use proto::icmp::{self, IcmpClass};
-use proto::tcp::{TcpConn, TcpState};
+use proto::tcp::{TcpConn, TcpReason, TcpState, TcpVerdict};
 use proto::udp::UdpConn;
 use std::fmt;
 use std::net::IpAddr;
@@ -128,6 +128,7 @@ pub use tuple::Tuple;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Reason {
     Text(&'static str),
+    Tcp(TcpReason),
     /// An ICMP error whose outer destination is not the quoted connection's.
     OuterDaddr {
         outer: IpAddr,
@@ -139,6 +140,7 @@ impl fmt::Display for Reason {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Reason::Text(s) => f.write_str(s),
+            Reason::Tcp(r) => r.fmt(f),
             Reason::OuterDaddr { outer, inner } => {
                 write!(f, "outer daddr {outer} != inner {inner}")
             }
@@ -531,7 +533,7 @@ impl Conntrack {
             };
             let verdict = self.run_tracker(conn, pkt, dir, is_new, verify, inp);
             match verdict {
-                L4Verdict::Accept { refresh, note } => {
+                Tracked::Accept { refresh, note } => {
                     let c = self.conn_mut(conn).expect("entry");
                     if let Some(t) = refresh {
                         c.expires = inp.now.add(t);
@@ -539,15 +541,14 @@ impl Conntrack {
                     if dir == Dir::Reply {
                         c.status.set(Status::SEEN_REPLY);
                     }
-                    let reason = note.filter(|s| !s.is_empty()).map(Reason::Text);
                     return CtResult {
                         state,
                         dir: Some(dir),
                         conn,
-                        reason,
+                        reason: note,
                     };
                 }
-                L4Verdict::AcceptAndDelete => {
+                Tracked::AcceptAndDelete => {
                     if dir == Dir::Reply {
                         if let Some(c) = self.conn_mut(conn) {
                             c.status.set(Status::SEEN_REPLY);
@@ -567,7 +568,7 @@ impl Conntrack {
                         reason: None,
                     };
                 }
-                L4Verdict::Invalid { reason, timeout } => {
+                Tracked::Invalid { reason, timeout } => {
                     match conn {
                         CtRef::Pending => self.pending = None,
                         CtRef::Table(id) => {
@@ -577,10 +578,9 @@ impl Conntrack {
                         }
                         CtRef::None => {}
                     }
-                    let reason = (!reason.is_empty()).then_some(Reason::Text(reason));
                     return CtResult::invalid(reason);
                 }
-                L4Verdict::Repeat => {
+                Tracked::Repeat => {
                     if let CtRef::Table(id) = conn {
                         self.before = None;
                         self.destroy(id, inp.packet, inp.now);
@@ -650,7 +650,7 @@ impl Conntrack {
         is_new: bool,
         verify: bool,
         inp: &HookInput,
-    ) -> L4Verdict {
+    ) -> Tracked {
         let sys = &self.sysctls;
         let c = match conn {
             CtRef::Pending => self.pending.as_mut().expect("pending"),
@@ -658,60 +658,37 @@ impl Conntrack {
             CtRef::None => unreachable!(),
         };
         let timeout_left = c.expires.since(inp.now);
+        let invalid = |reason: Option<Reason>| Tracked::Invalid { reason, timeout: None };
         match pkt.l4 {
             L4::Tcp(tcp) => {
                 if let Err(r) = TcpConn::check_packet(&tcp, inp.l4_csum_ok, verify) {
-                    return L4Verdict::Invalid {
-                        reason: r,
-                        timeout: None,
-                    };
+                    return invalid(Some(Reason::Tcp(r)));
                 }
                 if is_new {
                     match TcpConn::new(&tcp, sys) {
                         Ok(t) => c.proto = ProtoState::Tcp(Box::new(t)),
-                        Err(r) => {
-                            return L4Verdict::Invalid {
-                                reason: r,
-                                timeout: None,
-                            };
-                        }
+                        Err(r) => return invalid(r.map(Reason::Tcp)),
                     }
                 }
                 match &mut c.proto {
-                    ProtoState::Tcp(t) => t.packet(&tcp, dir, &mut c.status, timeout_left, sys),
-                    _ => L4Verdict::Invalid {
-                        reason: "",
-                        timeout: None,
-                    },
+                    ProtoState::Tcp(t) => t.packet(&tcp, dir, &mut c.status, timeout_left, sys).into(),
+                    _ => invalid(None),
                 }
             }
             L4::Udp(u) => {
                 let lite = pkt.proto == ipproto::UDPLITE;
                 let udp_len = pkt.ip_len.saturating_sub(pkt.l4_offset);
-                if let Err(r) =
-                    UdpConn::check(lite, u.length, u.checksum, udp_len, inp.l4_csum_ok, verify)
-                {
-                    return L4Verdict::Invalid {
-                        reason: r,
-                        timeout: None,
-                    };
+                if let Err(r) = UdpConn::check(lite, u.length, u.checksum, udp_len, inp.l4_csum_ok, verify) {
+                    return invalid(Some(Reason::Text(r)));
                 }
                 match &c.proto {
-                    ProtoState::Udp(st) => st.packet(false, &mut c.status, inp.now, sys),
-                    ProtoState::UdpLite => {
-                        UdpConn::new(inp.now).packet(true, &mut c.status, inp.now, sys)
-                    }
-                    _ => L4Verdict::Invalid {
-                        reason: "",
-                        timeout: None,
-                    },
+                    ProtoState::Udp(st) => st.packet(false, &mut c.status, inp.now, sys).into(),
+                    ProtoState::UdpLite => UdpConn::new(inp.now).packet(true, &mut c.status, inp.now, sys).into(),
+                    _ => invalid(None),
                 }
             }
-            L4::Icmp(_) | L4::Icmpv6(_) => icmp::packet(pkt.proto, c.tuple[0].icmp_type(), sys),
-            _ => L4Verdict::Accept {
-                refresh: Some(Sysctls::secs(sys.generic_timeout)),
-                note: None,
-            },
+            L4::Icmp(_) | L4::Icmpv6(_) => icmp::packet(pkt.proto, c.tuple[0].icmp_type(), sys).into(),
+            _ => Tracked::Accept { refresh: Some(Sysctls::secs(sys.generic_timeout)), note: None },
         }
     }
 
@@ -810,10 +787,47 @@ impl Conntrack {
     }
 }
 
+/// A tracker's verdict in the core's terms (both `L4Verdict` and the TCP
+/// tracker's richer `TcpVerdict` map onto it).
+enum Tracked {
+    Accept { refresh: Option<Duration>, note: Option<Reason> },
+    AcceptAndDelete,
+    Invalid { reason: Option<Reason>, timeout: Option<Duration> },
+    Repeat,
+}
+
+impl From<L4Verdict> for Tracked {
+    fn from(v: L4Verdict) -> Tracked {
+        let text = |s: &'static str| (!s.is_empty()).then_some(Reason::Text(s));
+        match v {
+            L4Verdict::Accept { refresh, note } => Tracked::Accept { refresh, note: note.and_then(text) },
+            L4Verdict::AcceptAndDelete => Tracked::AcceptAndDelete,
+            L4Verdict::Invalid { reason, timeout } => Tracked::Invalid { reason: text(reason), timeout },
+            L4Verdict::Repeat => Tracked::Repeat,
+        }
+    }
+}
+
+impl From<TcpVerdict> for Tracked {
+    fn from(v: TcpVerdict) -> Tracked {
+        match v {
+            TcpVerdict::Accept { refresh, note } => Tracked::Accept { refresh, note: note.map(Reason::Tcp) },
+            TcpVerdict::AcceptAndDelete => Tracked::AcceptAndDelete,
+            // When the timer was cut, the kernel logs the timeout line, not
+            // the window complaint.
+            TcpVerdict::Invalid { reason, timeout, timeout_note } => Tracked::Invalid {
+                reason: timeout_note.or(reason).map(Reason::Tcp),
+                timeout,
+            },
+            TcpVerdict::Repeat => Tracked::Repeat,
+        }
+    }
+}
+
 /// Reason for a packet whose L4 header could not be read.
 fn malformed_reason(proto: u8) -> Option<Reason> {
     match proto {
-        ipproto::TCP => Some(Reason::Text("truncated packet")),
+        ipproto::TCP => Some(Reason::Tcp(TcpReason::Truncated)),
         ipproto::UDP | ipproto::UDPLITE | ipproto::ICMP | ipproto::ICMPV6 => {
             Some(Reason::Text("short packet"))
         }

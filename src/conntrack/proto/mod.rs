@@ -33,5 +33,4 @@ pub enum L4Verdict {
 }
 
 pub mod icmp;
-pub mod tcp;
 pub mod udp;
