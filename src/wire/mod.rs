@@ -3,9 +3,39 @@
 //! Turns a [`Frame`](crate::capture::Frame)'s link-layer bytes into a [`Packet`]:
 //! the IP header fields netfilter looks at, and a view of the L4 header. Nothing
 //! here allocates or copies packet bytes; everything borrows the frame. Parsing
-//! uses `etherparse` for the headers. This layer knows nothing of conntrack or
+//! uses `etherparse` for the fixed headers (see [`decode`](decode()) for where
+//! and why the rest is read by hand). This layer knows nothing of conntrack or
 //! rules; it only says what is in the bytes, including what is missing
 //! (truncation by the snap length, headers too short to parse).
+//!
+//! Three outcomes for a frame:
+//! * `Err(DecodeError)`: the IP hooks never see it (not IP, dropped by the
+//!   kernel's IP receive path, unsupported link type), or the capture cut a
+//!   header the simulation needs (`DecodeError::Truncated`).
+//! * `Ok(Packet)` with [`L4::Malformed`]: netfilter sees it, conntrack's
+//!   tracker will call it INVALID.
+//! * `Ok(Packet)` otherwise. `ipv4_csum_ok == false` still decodes: the
+//!   kernel drops such a packet in `ip_rcv`, the caller reports it.
+//!
+//! Snap-length policy: a packet cut by the snap length decodes as long as
+//! the IP header (with the IPv6 extension headers conntrack walks) and the
+//! fixed part of the TCP (20 bytes), UDP or ICMP (8 bytes) header are
+//! captured; `truncated` is then set, TCP options are read as far as they
+//! go, and checksums cannot be verified. Below that, decoding fails with
+//! `DecodeError::Truncated`, because neither the tuple nor the flags are
+//! known.
+
+mod checksum;
+mod decode;
+mod error;
+mod icmp;
+mod link;
+
+pub use decode::{LinkInfo, decode, decode_ip};
+pub use error::{DecodeError, IpHeaderProblem, NotIp};
+pub use icmp::{InnerError, InnerPacket};
+
+pub(crate) use decode::{WalkEnd, walk_ext_headers};
 
 use std::net::IpAddr;
 
@@ -77,7 +107,10 @@ pub struct Packet<'a> {
     pub src: IpAddr,
     pub dst: IpAddr,
     /// Upper-layer protocol: IPv4 protocol field, or for IPv6 the next header
-    /// after the extension headers conntrack skips (`ipv6_skip_exthdr`).
+    /// after the extension headers conntrack skips (`ipv6_skip_exthdr`:
+    /// hop-by-hop, routing, destination options, fragment, AH). For a
+    /// non-first IPv6 fragment: the fragment header's next header (what
+    /// ip6tables' `-p` sees).
     pub proto: u8,
     /// IPv4 TTL or IPv6 hop limit.
     pub ttl: u8,
@@ -118,7 +151,12 @@ pub enum L4<'a> {
     /// fragment whose L4 header is in another fragment.
     Other,
     /// The protocol's header is cut short (in the datagram itself, not by the
-    /// snap length): the kernel's trackers call such packets INVALID.
+    /// snap length): the kernel's trackers call such packets INVALID. TCP:
+    /// fewer than 20 bytes, data offset below 5 or past the segment; UDP,
+    /// ICMP, ICMPv6: fewer than 8 bytes. Also IPv6 packets whose
+    /// extension-header chain ends without an upper layer (No Next Header, or
+    /// a header the datagram does not hold): `ipv6_skip_exthdr` fails and
+    /// conntrack calls them INVALID; `proto` then names where the walk ended.
     Malformed,
 }
 
@@ -153,7 +191,9 @@ pub struct TcpOptions {
     pub wscale: Option<u8>,
     pub sack_perm: bool,
     /// Highest right edge among the SACK blocks, compared modulo 2^32 as the
-    /// kernel's `tcp_sack` does; None without SACK blocks.
+    /// kernel's `tcp_sack` does: the scan starts from the segment's ACK
+    /// number, so this is the ACK number when no block lies beyond it. Only
+    /// the first well-formed SACK option counts. None without SACK blocks.
     pub sack_max: Option<u32>,
     pub timestamp: Option<(u32, u32)>,
 }
@@ -163,10 +203,13 @@ pub struct TcpOptions {
 pub struct Udp<'a> {
     pub sport: u16,
     pub dport: u16,
-    /// The UDP length field.
+    /// The UDP length field, as sent. Conntrack's `udp_error` calls a packet
+    /// INVALID when it exceeds [`Packet::l4_len`] or is below 8; decoding
+    /// does not.
     pub length: u16,
     pub checksum: u16,
-    /// Payload as captured.
+    /// Payload as captured, limited by the length field when that is
+    /// consistent.
     pub payload: &'a [u8],
 }
 
@@ -181,4 +224,75 @@ pub struct Icmp<'a> {
     /// Bytes after the 8-byte ICMP header: for error messages the quoted
     /// ("embedded") packet, as captured.
     pub body: &'a [u8],
+}
+
+impl<'a> Packet<'a> {
+    /// The L4 bytes as captured (header and payload).
+    pub fn l4_bytes(&self) -> &'a [u8] {
+        self.ip.get(self.l4_offset as usize..).unwrap_or(&[])
+    }
+
+    /// Length of the L4 part in the datagram (the kernel's `skb->len -
+    /// dataoff`), whatever the capture holds.
+    pub fn l4_len(&self) -> u32 {
+        self.ip_len.saturating_sub(self.l4_offset)
+    }
+
+    /// A fragment in the defragmentation sense: MF set or a non-zero offset
+    /// (an IPv6 atomic fragment is not).
+    pub fn is_fragmented(&self) -> bool {
+        self.frag.is_some_and(|f| f.more || f.offset != 0)
+    }
+
+    /// The link-layer facts, for re-decoding a datagram built from this
+    /// packet (e.g. a reassembled one).
+    pub fn link_info(&self) -> LinkInfo {
+        LinkInfo {
+            src_mac: self.src_mac,
+            pkttype: Some(self.pkttype),
+            wire_len: None,
+        }
+    }
+
+    /// Verifies the TCP, UDP, ICMP or ICMPv6 checksum as `nf_checksum` does
+    /// (pseudo-header with the header's addresses for TCP, UDP and ICMPv6;
+    /// the ICMP message alone for ICMP).
+    ///
+    /// `None` when it cannot be verified: the capture holds fewer bytes than
+    /// the datagram, the packet is a fragment (the checksum covers the whole
+    /// datagram), or the L4 header is not TCP/UDP/ICMP/ICMPv6.
+    ///
+    /// UDP: a zero checksum over IPv4 means "none" and is `Some(true)`; over
+    /// IPv6 a zero checksum is not allowed (RFC 8200) and is verified like
+    /// any other value, which fails. Note that conntrack's `udp_error`
+    /// returns early on a zero UDP checksum in both families, without
+    /// calling this check.
+    pub fn l4_checksum_ok(&self) -> Option<bool> {
+        if self.truncated || self.is_fragmented() {
+            return None;
+        }
+        let l4 = self.l4_bytes();
+        let pseudo = |proto| checksum::pseudo_header(self.src, self.dst, proto, l4.len() as u32);
+        let ok = |start| checksum::fold(checksum::sum(start, l4)) == 0xffff;
+        match self.l4 {
+            L4::Tcp(_) => Some(ok(pseudo(ipproto::TCP))),
+            L4::Udp(u) if u.checksum == 0 && self.family == Family::Ipv4 => Some(true),
+            L4::Udp(_) => Some(ok(pseudo(ipproto::UDP))),
+            L4::Icmp(_) => Some(ok(0)),
+            L4::Icmpv6(_) => Some(ok(pseudo(ipproto::ICMPV6))),
+            L4::Other | L4::Malformed => None,
+        }
+    }
+
+    /// For an ICMP error (types 3, 4, 5, 11, 12) or ICMPv6 error (types
+    /// below 128): the quoted packet. `None` for any other packet.
+    pub fn inner(&self) -> Option<Result<InnerPacket, InnerError>> {
+        let (body, family) = match self.l4 {
+            L4::Icmp(i) if icmp::is_icmp_error(i.icmp_type) => (i.body, Family::Ipv4),
+            L4::Icmpv6(i) if icmp::is_icmpv6_error(i.icmp_type) => (i.body, Family::Ipv6),
+            _ => return None,
+        };
+        let in_datagram = self.l4_len().saturating_sub(8) as usize;
+        Some(icmp::parse_inner(body, in_datagram, family))
+    }
 }
