@@ -694,10 +694,10 @@ impl Conntrack {
 
     /// RELATED lookup for an ICMP(v6) error (`nf_conntrack_inet_error`).
     fn icmp_error(&mut self, pkt: &Packet<'_>, inp: &HookInput) -> CtResult {
-        let Some(Ok(inner)) = pkt.icmp_inner() else {
+        let Some(Ok(inner)) = pkt.inner() else {
             return CtResult::invalid(None);
         };
-        let Some(orig) = inner.tuple() else {
+        let Some(orig) = Tuple::from_inner(&inner) else {
             return CtResult::invalid(None);
         };
         // The quoted packet travelled the other way: look up its inverse.

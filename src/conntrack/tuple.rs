@@ -6,6 +6,7 @@
 //! destination slot the type and code; every other protocol has zero ports, so
 //! only addresses and protocol count (the kernel's generic tracker).
 
+use crate::wire::InnerPacket;
 use crate::wire::{Family, L4, Packet, ipproto};
 use std::fmt;
 use std::net::IpAddr;
@@ -71,6 +72,23 @@ impl Tuple {
             dport,
             proto: pkt.proto,
         })
+    }
+
+    /// The tuple of the packet an ICMP error quotes (`nf_ct_get_tuplepr` on
+    /// the embedded header). None when conntrack cannot build it: a
+    /// non-first fragment, or missing L4 bytes of a protocol with ports.
+    pub fn from_inner(inner: &InnerPacket) -> Option<Tuple> {
+        if inner.non_first_fragment || inner.l4_missing {
+            return None;
+        }
+        let (sport, dport) = if let Some((t, c, id)) = inner.icmp {
+            (id, u16::from(t) << 8 | u16::from(c))
+        } else if let Some(p) = inner.ports {
+            p
+        } else {
+            (0, 0)
+        };
+        Some(Tuple { src: inner.src, dst: inner.dst, sport, dport, proto: inner.proto })
     }
 
     /// The tuple of the opposite direction (`nf_ct_invert_tuple`). None for
