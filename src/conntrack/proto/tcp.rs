@@ -1469,4 +1469,96 @@ mod tests {
             "{scenarios} scenarios, {packets} packets"
         );
     }
+
+    fn syn_with_options(opts: &[u8]) -> Tcp<'_> {
+        Tcp {
+            sport: 40000,
+            dport: 80,
+            seq: 1000,
+            ack: 0,
+            flags: tcpflag::SYN,
+            window: 100,
+            header_len: 20 + opts.len() as u8,
+            payload_len: 0,
+            opts: TcpOptions::default(),
+            options: opts,
+            payload: &[],
+        }
+    }
+
+    /// Option scanning as `tcp_options` does it (read in the kernel source):
+    /// scale clamped to 14, SACK-permitted only with length 2, the scan ends
+    /// at EOL, at a length below 2 and at an option running past the header.
+    #[test]
+    fn option_scanning_edges() {
+        let learn = |opts: &[u8]| {
+            let mut side = TcpSide {
+                td_scale: 9,
+                flags: tf::BE_LIBERAL | tf::CLOSE_INIT,
+                ..TcpSide::default()
+            };
+            learn_options(&syn_with_options(opts), &mut side);
+            (side.td_scale, side.flags)
+        };
+        assert_eq!(
+            learn(&[3, 3, 20, 0]),
+            (14, tf::BE_LIBERAL | tf::WINDOW_SCALE)
+        );
+        assert_eq!(learn(&[4, 2, 1, 1]), (0, tf::BE_LIBERAL | tf::SACK_PERM));
+        assert_eq!(learn(&[4, 3, 0, 0]), (0, tf::BE_LIBERAL));
+        assert_eq!(learn(&[0, 3, 3, 7]), (0, tf::BE_LIBERAL));
+        assert_eq!(learn(&[1, 8, 1, 0, 3, 3, 7, 0]), (0, tf::BE_LIBERAL));
+        assert_eq!(learn(&[1, 1, 3, 9, 3, 3, 7, 0]), (0, tf::BE_LIBERAL));
+        // No options at all: nothing is reset.
+        assert_eq!(learn(&[]), (9, tf::BE_LIBERAL | tf::CLOSE_INIT));
+    }
+
+    /// `tcp_sack`: only the first SACK option counts, edges are compared in
+    /// sequence space from the ACK up, and a lone aligned timestamp is skipped.
+    #[test]
+    fn sack_edge_scanning() {
+        let mut opts = vec![1, 1, 5, 18];
+        for v in [10u32, 500, 600, 0xF000_0000] {
+            opts.extend_from_slice(&v.to_be_bytes());
+        }
+        assert_eq!(sack_edge(&syn_with_options(&opts), 100), 500);
+        opts.extend_from_slice(&[5, 10, 0, 0, 0, 0, 0, 0, 9, 9]);
+        opts.extend_from_slice(&[0, 0]);
+        assert_eq!(sack_edge(&syn_with_options(&opts), 100), 500);
+        assert_eq!(sack_edge(&syn_with_options(&opts), 700), 700);
+        let ts = [1, 1, 8, 10, 0, 0, 0, 1, 0, 0, 0, 2];
+        assert_eq!(sack_edge(&syn_with_options(&ts), 100), 100);
+    }
+
+    #[test]
+    fn shared_verdict_carries_templates() {
+        let v = TcpVerdict::Invalid {
+            reason: Some(TcpReason::SeqOverUpperBound(7)),
+            timeout: None,
+            timeout_note: None,
+        };
+        assert_eq!(
+            L4Verdict::from(v),
+            L4Verdict::Invalid {
+                reason: "SEQ is over upper bound %u (over the window of the receiver)",
+                timeout: None
+            }
+        );
+        let silent = TcpVerdict::Invalid {
+            reason: None,
+            timeout: None,
+            timeout_note: None,
+        };
+        assert_eq!(
+            L4Verdict::from(silent),
+            L4Verdict::Invalid {
+                reason: "",
+                timeout: None
+            }
+        );
+        assert_eq!(
+            TcpReason::SeqOverUpperBound(2002).to_string(),
+            "SEQ is over upper bound 2002 (over the window of the receiver)"
+        );
+    }
 }
