@@ -578,6 +578,12 @@ impl TcpConn {
     /// only at PREROUTING with `nf_conntrack_checksum=1`; `csum_ok` comes from
     /// the decoder (None: unknown, taken as good). An error makes the packet
     /// INVALID, whether or not it has an entry.
+    ///
+    /// The kernel also says "truncated packet" when the IP datagram ends
+    /// before the header's data offset; [`Tcp`] cannot express that (its
+    /// `payload_len` is unsigned), so the decoder must report such a segment
+    /// as malformed and the core log it with [`TcpReason::Truncated`]. A TCP
+    /// header under 20 bytes in the datagram is INVALID with no log line.
     pub fn check_packet(
         tcp: &Tcp,
         csum_ok: Option<bool>,
