@@ -60,7 +60,9 @@ fn expected_counts(dir: &Path) -> BTreeMap<String, u64> {
 #[test]
 fn corpus_reads_and_decodes_without_panic() {
     let Some(dir) = corpus_dir() else {
-        eprintln!("SKIPPED: capture corpus not found (set CTSIM_CAPTURES or provide /work/shared/captures)");
+        eprintln!(
+            "SKIPPED: capture corpus not found (set CTSIM_CAPTURES or provide /work/shared/captures)"
+        );
         return;
     };
     let expected = expected_counts(&dir);

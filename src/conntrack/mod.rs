@@ -107,6 +107,7 @@ impl CtState {
 }
 
 pub mod expect;
+pub mod helper;
 pub mod table;
 pub mod tuple;
 
@@ -316,6 +317,7 @@ pub struct Conntrack {
     trace: bool,
     events: Vec<Event>,
     scratch: Vec<ConnId>,
+    exp_scratch: Vec<Expectation>,
     last_sweep: Timestamp,
 }
 
@@ -334,6 +336,7 @@ impl Conntrack {
             trace,
             events: Vec::new(),
             scratch: Vec::new(),
+            exp_scratch: Vec::new(),
             last_sweep: Timestamp(0),
         }
     }
@@ -506,7 +509,7 @@ impl Conntrack {
         }
         let tuple = match Tuple::from_packet(pkt) {
             Some(t) => t,
-            None => return CtResult::invalid(malformed_reason(pkt.proto)),
+            None => return CtResult::invalid(malformed_reason(pkt)),
         };
         let mut repeated = false;
         loop {
@@ -658,7 +661,10 @@ impl Conntrack {
             CtRef::None => unreachable!(),
         };
         let timeout_left = c.expires.since(inp.now);
-        let invalid = |reason: Option<Reason>| Tracked::Invalid { reason, timeout: None };
+        let invalid = |reason: Option<Reason>| Tracked::Invalid {
+            reason,
+            timeout: None,
+        };
         match pkt.l4 {
             L4::Tcp(tcp) => {
                 if let Err(r) = TcpConn::check_packet(&tcp, inp.l4_csum_ok, verify) {
@@ -671,24 +677,35 @@ impl Conntrack {
                     }
                 }
                 match &mut c.proto {
-                    ProtoState::Tcp(t) => t.packet(&tcp, dir, &mut c.status, timeout_left, sys).into(),
+                    ProtoState::Tcp(t) => {
+                        t.packet(&tcp, dir, &mut c.status, timeout_left, sys).into()
+                    }
                     _ => invalid(None),
                 }
             }
             L4::Udp(u) => {
                 let lite = pkt.proto == ipproto::UDPLITE;
                 let udp_len = pkt.ip_len.saturating_sub(pkt.l4_offset);
-                if let Err(r) = UdpConn::check(lite, u.length, u.checksum, udp_len, inp.l4_csum_ok, verify) {
+                if let Err(r) =
+                    UdpConn::check(lite, u.length, u.checksum, udp_len, inp.l4_csum_ok, verify)
+                {
                     return invalid(Some(Reason::Text(r)));
                 }
                 match &c.proto {
                     ProtoState::Udp(st) => st.packet(false, &mut c.status, inp.now, sys).into(),
-                    ProtoState::UdpLite => UdpConn::new(inp.now).packet(true, &mut c.status, inp.now, sys).into(),
+                    ProtoState::UdpLite => UdpConn::new(inp.now)
+                        .packet(true, &mut c.status, inp.now, sys)
+                        .into(),
                     _ => invalid(None),
                 }
             }
-            L4::Icmp(_) | L4::Icmpv6(_) => icmp::packet(pkt.proto, c.tuple[0].icmp_type(), sys).into(),
-            _ => Tracked::Accept { refresh: Some(Sysctls::secs(sys.generic_timeout)), note: None },
+            L4::Icmp(_) | L4::Icmpv6(_) => {
+                icmp::packet(pkt.proto, c.tuple[0].icmp_type(), sys).into()
+            }
+            _ => Tracked::Accept {
+                refresh: Some(Sysctls::secs(sys.generic_timeout)),
+                note: None,
+            },
         }
     }
 
@@ -728,10 +745,41 @@ impl Conntrack {
     }
 
     /// The confirm hook (`nf_confirm`, end of POSTROUTING or INPUT) for a
-    /// packet the ruleset accepted: inserts a new entry, emits events.
-    /// Helpers run here, from the netfilter layer, before this call.
-    pub fn confirm(&mut self, res: &CtResult, inp: &HookInput) -> CtRef {
-        match res.conn {
+    /// packet the ruleset accepted: runs the connection's helper, inserts a
+    /// new entry, registers expectations, emits events. Err when the helper
+    /// drops the packet (then nothing is confirmed).
+    pub fn confirm(
+        &mut self,
+        res: &CtResult,
+        pkt: &Packet<'_>,
+        inp: &HookInput,
+    ) -> Result<CtRef, &'static str> {
+        let mut exps = std::mem::take(&mut self.exp_scratch);
+        exps.clear();
+        // Helpers skip RELATED_REPLY packets (ICMP errors travelling back).
+        let helper_runs = res.dir.is_some()
+            && !(res.state == CtState::Related
+                && res.dir == Some(Dir::Reply)
+                && res.conn != CtRef::Pending);
+        if helper_runs {
+            if let Some(c) = self.conn_mut(res.conn) {
+                if let Some(kind) = c.helper {
+                    let mut cx = helper::HelpCtx {
+                        conn: c,
+                        dir: res.dir.unwrap_or(Dir::Original),
+                        state: res.state,
+                        pkt,
+                        now: inp.now,
+                    };
+                    if let helper::HelpVerdict::Drop(why) = helper::help(kind, &mut cx, &mut exps) {
+                        self.exp_scratch = exps;
+                        self.discard(res, inp);
+                        return Err(why);
+                    }
+                }
+            }
+        }
+        let r = match res.conn {
             CtRef::Pending => {
                 let mut c = self.pending.take().expect("pending entry");
                 c.status.set(Status::CONFIRMED);
@@ -748,7 +796,24 @@ impl Conntrack {
                 self.before = None;
                 res.conn
             }
+        };
+        if let CtRef::Table(id) = r {
+            let uid = self.table.get(id).uid;
+            let mut failed = false;
+            for mut e in exps.drain(..) {
+                e.master = id;
+                e.master_uid = uid;
+                // The kernel drops the packet when the expectation cannot be
+                // inserted; the entry stays confirmed.
+                failed |= self.expect(e, inp).is_err();
+            }
+            if failed {
+                self.exp_scratch = exps;
+                return Err("expectation could not be registered");
+            }
         }
+        self.exp_scratch = exps;
+        Ok(r)
     }
 
     /// The packet was dropped before confirmation: a new entry vanishes
@@ -790,9 +855,15 @@ impl Conntrack {
 /// A tracker's verdict in the core's terms (both `L4Verdict` and the TCP
 /// tracker's richer `TcpVerdict` map onto it).
 enum Tracked {
-    Accept { refresh: Option<Duration>, note: Option<Reason> },
+    Accept {
+        refresh: Option<Duration>,
+        note: Option<Reason>,
+    },
     AcceptAndDelete,
-    Invalid { reason: Option<Reason>, timeout: Option<Duration> },
+    Invalid {
+        reason: Option<Reason>,
+        timeout: Option<Duration>,
+    },
     Repeat,
 }
 
@@ -800,9 +871,15 @@ impl From<L4Verdict> for Tracked {
     fn from(v: L4Verdict) -> Tracked {
         let text = |s: &'static str| (!s.is_empty()).then_some(Reason::Text(s));
         match v {
-            L4Verdict::Accept { refresh, note } => Tracked::Accept { refresh, note: note.and_then(text) },
+            L4Verdict::Accept { refresh, note } => Tracked::Accept {
+                refresh,
+                note: note.and_then(text),
+            },
             L4Verdict::AcceptAndDelete => Tracked::AcceptAndDelete,
-            L4Verdict::Invalid { reason, timeout } => Tracked::Invalid { reason: text(reason), timeout },
+            L4Verdict::Invalid { reason, timeout } => Tracked::Invalid {
+                reason: text(reason),
+                timeout,
+            },
             L4Verdict::Repeat => Tracked::Repeat,
         }
     }
@@ -811,11 +888,18 @@ impl From<L4Verdict> for Tracked {
 impl From<TcpVerdict> for Tracked {
     fn from(v: TcpVerdict) -> Tracked {
         match v {
-            TcpVerdict::Accept { refresh, note } => Tracked::Accept { refresh, note: note.map(Reason::Tcp) },
+            TcpVerdict::Accept { refresh, note } => Tracked::Accept {
+                refresh,
+                note: note.map(Reason::Tcp),
+            },
             TcpVerdict::AcceptAndDelete => Tracked::AcceptAndDelete,
             // When the timer was cut, the kernel logs the timeout line, not
             // the window complaint.
-            TcpVerdict::Invalid { reason, timeout, timeout_note } => Tracked::Invalid {
+            TcpVerdict::Invalid {
+                reason,
+                timeout,
+                timeout_note,
+            } => Tracked::Invalid {
                 reason: timeout_note.or(reason).map(Reason::Tcp),
                 timeout,
             },
@@ -825,9 +909,11 @@ impl From<TcpVerdict> for Tracked {
 }
 
 /// Reason for a packet whose L4 header could not be read.
-fn malformed_reason(proto: u8) -> Option<Reason> {
-    match proto {
-        ipproto::TCP => Some(Reason::Tcp(TcpReason::Truncated)),
+fn malformed_reason(pkt: &Packet<'_>) -> Option<Reason> {
+    match pkt.proto {
+        // tcp_error logs nothing for a header under 20 bytes, and "truncated
+        // packet" when the data offset points past the datagram.
+        ipproto::TCP => (pkt.l4_len() >= 20).then_some(Reason::Tcp(TcpReason::Truncated)),
         ipproto::UDP | ipproto::UDPLITE | ipproto::ICMP | ipproto::ICMPV6 => {
             Some(Reason::Text("short packet"))
         }

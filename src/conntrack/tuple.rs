@@ -88,7 +88,13 @@ impl Tuple {
         } else {
             (0, 0)
         };
-        Some(Tuple { src: inner.src, dst: inner.dst, sport, dport, proto: inner.proto })
+        Some(Tuple {
+            src: inner.src,
+            dst: inner.dst,
+            sport,
+            dport,
+            proto: inner.proto,
+        })
     }
 
     /// The tuple of the opposite direction (`nf_ct_invert_tuple`). None for

@@ -7,4 +7,4 @@ pub mod row;
 pub mod summary;
 pub mod trace;
 
-pub use row::{Notes, Row, RowFlags, RowPacket, RowVerdict, RowWriter, HEADER};
+pub use row::{HEADER, Notes, Row, RowFlags, RowPacket, RowVerdict, RowWriter};

@@ -66,7 +66,15 @@ impl RowPacket {
             L4::Icmp(i) | L4::Icmpv6(i) => (None, None, RowFlags::Icmp(i.icmp_type, i.code)),
             _ => (None, None, RowFlags::None),
         };
-        RowPacket { proto: pkt.proto, src: pkt.src, dst: pkt.dst, sport, dport, flags, length: pkt.ip_len }
+        RowPacket {
+            proto: pkt.proto,
+            src: pkt.src,
+            dst: pkt.dst,
+            sport,
+            dport,
+            flags,
+            length: pkt.ip_len,
+        }
     }
 }
 
@@ -212,12 +220,18 @@ pub struct RowWriter<W: Write> {
 impl<W: Write> RowWriter<W> {
     pub fn new(w: W) -> io::Result<Self> {
         let mut out = csv::WriterBuilder::new().has_headers(false).from_writer(w);
-        out.write_record(HEADER.split(',')).map_err(io::Error::other)?;
-        Ok(RowWriter { out, field: String::with_capacity(64) })
+        out.write_record(HEADER.split(','))
+            .map_err(io::Error::other)?;
+        Ok(RowWriter {
+            out,
+            field: String::with_capacity(64),
+        })
     }
 
     fn put(&mut self) -> io::Result<()> {
-        self.out.write_field(self.field.as_bytes()).map_err(io::Error::other)?;
+        self.out
+            .write_field(self.field.as_bytes())
+            .map_err(io::Error::other)?;
         self.field.clear();
         Ok(())
     }
@@ -259,7 +273,8 @@ impl<W: Write> RowWriter<W> {
         }
         let mut chains = Vec::new();
         r.chains.write_to(&mut chains);
-        self.field.push_str(std::str::from_utf8(&chains).unwrap_or(""));
+        self.field
+            .push_str(std::str::from_utf8(&chains).unwrap_or(""));
         self.put()?;
         if let Some(s) = r.ctstate {
             self.field.push_str(s.name());
@@ -295,7 +310,9 @@ impl<W: Write> RowWriter<W> {
             self.field.push_str(d);
         }
         self.put()?;
-        self.out.write_record(None::<&[u8]>).map_err(io::Error::other)?;
+        self.out
+            .write_record(None::<&[u8]>)
+            .map_err(io::Error::other)?;
         Ok(())
     }
 

@@ -5,7 +5,8 @@ use crate::conntrack::{Event, EventKind};
 use std::fmt::Write as _;
 use std::io::{self, Write};
 
-pub const TRACE_HEADER: &str = "packet,time,event,conn,proto,orig,reply,tcp_state,status,timeout,helper";
+pub const TRACE_HEADER: &str =
+    "packet,time,event,conn,proto,orig,reply,tcp_state,status,timeout,helper";
 
 pub struct TraceWriter<W: Write> {
     out: csv::Writer<W>,
@@ -15,8 +16,12 @@ pub struct TraceWriter<W: Write> {
 impl<W: Write> TraceWriter<W> {
     pub fn new(w: W) -> io::Result<Self> {
         let mut out = csv::WriterBuilder::new().has_headers(false).from_writer(w);
-        out.write_record(TRACE_HEADER.split(',')).map_err(io::Error::other)?;
-        Ok(TraceWriter { out, buf: String::new() })
+        out.write_record(TRACE_HEADER.split(','))
+            .map_err(io::Error::other)?;
+        Ok(TraceWriter {
+            out,
+            buf: String::new(),
+        })
     }
 
     pub fn write(&mut self, e: &Event) -> io::Result<()> {
@@ -49,13 +54,29 @@ impl<W: Write> TraceWriter<W> {
         if let Some(h) = e.helper {
             b.push_str(h.name());
         }
-        let ends = [packet, time, kind, conn, proto, orig, reply, tcp, status, timeout, b.len()];
+        let ends = [
+            packet,
+            time,
+            kind,
+            conn,
+            proto,
+            orig,
+            reply,
+            tcp,
+            status,
+            timeout,
+            b.len(),
+        ];
         let mut start = 0;
         for end in ends {
-            self.out.write_field(&b.as_bytes()[start..end]).map_err(io::Error::other)?;
+            self.out
+                .write_field(&b.as_bytes()[start..end])
+                .map_err(io::Error::other)?;
             start = end;
         }
-        self.out.write_record(None::<&[u8]>).map_err(io::Error::other)
+        self.out
+            .write_record(None::<&[u8]>)
+            .map_err(io::Error::other)
     }
 
     pub fn flush(&mut self) -> io::Result<()> {
