@@ -14,5 +14,6 @@
 
 pub mod capture;
 pub mod conntrack;
+pub mod synth;
 pub mod time;
 pub mod wire;
