@@ -88,7 +88,7 @@ impl TcpFlow {
         server_isn: u32,
     ) -> Result<Self, SynthError> {
         let ips = IpPair::new(client.0, server.0)?;
-        Ok(Self::from_pair(
+        Ok(Self::from_ips(
             ips, client.1, server.1, client_isn, server_isn,
         ))
     }
@@ -101,7 +101,7 @@ impl TcpFlow {
         cisn: u32,
         sisn: u32,
     ) -> Self {
-        Self::from_pair((client, server).into(), cport, sport, cisn, sisn)
+        Self::from_ips((client, server).into(), cport, sport, cisn, sisn)
     }
 
     pub fn v6(
@@ -112,10 +112,11 @@ impl TcpFlow {
         cisn: u32,
         sisn: u32,
     ) -> Self {
-        Self::from_pair((client, server).into(), cport, sport, cisn, sisn)
+        Self::from_ips((client, server).into(), cport, sport, cisn, sisn)
     }
 
-    fn from_pair(ips: IpPair, cport: u16, sport: u16, cisn: u32, sisn: u32) -> Self {
+    /// A conversation between the addresses of `ips` (client → server).
+    pub fn from_ips(ips: IpPair, cport: u16, sport: u16, cisn: u32, sisn: u32) -> Self {
         TcpFlow {
             ips,
             ports: [cport, sport],

@@ -18,8 +18,8 @@
 //! hand-written from the kernel's documented behaviour, never computed by the
 //! simulator.
 
-//pub mod bench;
-//pub mod crafted;
+pub mod bench;
+pub mod crafted;
 pub mod csum;
 pub mod flow;
 //pub mod fuzz;
