@@ -16,5 +16,6 @@ pub mod capture;
 pub mod conntrack;
 pub mod netfilter;
 pub mod report;
+pub mod synth;
 pub mod time;
 pub mod wire;
