@@ -230,21 +230,9 @@ mod tests {
         s.apply("nf_conntrack_udp_timeout=5").unwrap();
         assert_eq!(s.udp_timeout, 5);
         s.apply("icmp_timeout=7").unwrap();
-        assert_eq!(
-            s.changed(),
-            vec![("tcp_loose", 0), ("udp_timeout", 5), ("icmp_timeout", 7)]
-        );
-        assert!(matches!(
-            s.apply("nf_conntrack_bogus=1"),
-            Err(SysctlError::Unknown(_))
-        ));
-        assert!(matches!(
-            s.apply("udp_timeout=x"),
-            Err(SysctlError::Value { .. })
-        ));
-        assert!(matches!(
-            s.apply("udp_timeout"),
-            Err(SysctlError::Syntax(_))
-        ));
+        assert_eq!(s.changed(), vec![("tcp_loose", 0), ("udp_timeout", 5), ("icmp_timeout", 7)]);
+        assert!(matches!(s.apply("nf_conntrack_bogus=1"), Err(SysctlError::Unknown(_))));
+        assert!(matches!(s.apply("udp_timeout=x"), Err(SysctlError::Value { .. })));
+        assert!(matches!(s.apply("udp_timeout"), Err(SysctlError::Syntax(_))));
     }
 }
