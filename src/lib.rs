@@ -15,6 +15,7 @@
 pub mod capture;
 pub mod conntrack;
 pub mod netfilter;
+pub mod oracle;
 pub mod report;
 pub mod synth;
 pub mod time;
