@@ -16,6 +16,8 @@ pub mod capture;
 pub mod conntrack;
 pub mod netfilter;
 pub mod oracle;
+#[cfg(feature = "replay")]
+pub mod pipeline;
 pub mod report;
 pub mod synth;
 pub mod time;

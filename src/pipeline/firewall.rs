@@ -1,0 +1,416 @@
+//! The per-packet walk through one simulated firewall: defrag, raw,
+//! conntrack, mangle, routing, filter, confirm — in the kernel's hook order.
+//!
+//! A [`Firewall`] owns one conntrack table and the stateful-rule state; the
+//! ruleset is shared and read-only. It turns frames into [`Row`]s. Rows of
+//! fragments held by defrag are produced once their datagram completes (or
+//! its queue expires), so rows may come out of capture order; the caller
+//! puts them back in order.
+
+use crate::capture::Frame;
+use crate::conntrack::defrag::{Defrag, DefragOutcome};
+use crate::conntrack::{self, Conntrack, CtHook, CtRef, CtResult, CtState, HelperKind, HookInput, Sysctls};
+use crate::netfilter::{Hook, Path, RouteDrop, Topology};
+use crate::report::{Notes, Row, RowPacket, RowVerdict};
+use crate::rules::{CtAction, Decision, EvalCtx, RuleState, Ruleset, TableId, Verdict};
+use crate::time::{Clock, Timestamp};
+use crate::wire::{self, DecodeError, L4, Packet, PktType};
+use rustc_hash::FxHashMap;
+use std::sync::Arc;
+
+/// Options that shape the simulation.
+#[derive(Debug, Clone, Default)]
+pub struct EngineConfig {
+    pub sysctls: Sysctls,
+    pub topology: Topology,
+    /// Record conntrack events for `--trace`.
+    pub trace: bool,
+    /// Emulate pre-4.7 automatic helper assignment by well-known port.
+    pub auto_helpers: bool,
+}
+
+/// One simulated firewall.
+pub struct Firewall<'r> {
+    rules: &'r Ruleset,
+    cfg: &'r EngineConfig,
+    pub ct: Conntrack,
+    pub rule_state: RuleState,
+    defrag: Defrag,
+    clock: Clock,
+    /// Rows of fragments waiting for their datagram, by capture index.
+    held: FxHashMap<u64, Row>,
+    labels: FxHashMap<crate::rules::RuleRef, Arc<str>>,
+    implicit: [Arc<str>; 3],
+    pub bad_l4_checksums: u64,
+    pub checked_l4_checksums: u64,
+}
+
+/// Where a walk ended.
+struct Walk {
+    verdict: RowVerdict,
+    rule: Option<crate::rules::RuleRef>,
+}
+
+impl<'r> Firewall<'r> {
+    pub fn new(rules: &'r Ruleset, cfg: &'r EngineConfig) -> Self {
+        Firewall {
+            rules,
+            cfg,
+            ct: Conntrack::new(cfg.sysctls.clone(), cfg.trace),
+            rule_state: RuleState::new(rules),
+            defrag: Defrag::new(),
+            clock: Clock::default(),
+            held: FxHashMap::default(),
+            labels: FxHashMap::default(),
+            implicit: [Arc::from("filter:INPUT:policy"), Arc::from("filter:FORWARD:policy"), Arc::from("filter:OUTPUT:policy")],
+            bad_l4_checksums: 0,
+            checked_l4_checksums: 0,
+        }
+    }
+
+    fn policy_label(&mut self, hook: Hook) -> Arc<str> {
+        match hook {
+            Hook::Input => self.implicit[0].clone(),
+            Hook::Forward => self.implicit[1].clone(),
+            _ => self.implicit[2].clone(),
+        }
+    }
+
+    fn label(&mut self, r: crate::rules::RuleRef) -> Arc<str> {
+        let rules = self.rules;
+        self.labels.entry(r).or_insert_with(|| Arc::from(rules.rule_label(&r).as_str())).clone()
+    }
+
+    /// Processes one capture frame; finished rows go to `emit` (possibly
+    /// several, for a completed fragment set, or none, for a held fragment).
+    pub fn process(&mut self, frame: &Frame<'_>, iface_name: Option<&str>, emit: &mut impl FnMut(Row)) {
+        let now = self.clock.advance(frame.ts);
+        self.ct.sweep(now, frame.index);
+        for exp in self.defrag.expire(now, &self.cfg.sysctls) {
+            for idx in exp.fragments {
+                if let Some(mut row) = self.held.remove(&idx) {
+                    row.verdict = RowVerdict::Defrag;
+                    emit(row);
+                }
+            }
+        }
+        let mut row = Row::new(frame.index, frame.ts);
+        let pkt = match wire::decode(frame) {
+            Ok(p) => p,
+            Err(e) => {
+                match e {
+                    DecodeError::NotIp { .. } => {
+                        row.verdict = RowVerdict::NotIp;
+                    }
+                    DecodeError::BadIpHeader { .. } => {
+                        row.verdict = RowVerdict::Drop;
+                        row.notes.set(Notes::DECODE_ERROR);
+                    }
+                    _ => {
+                        row.verdict = RowVerdict::Drop;
+                        row.notes.set(Notes::DECODE_ERROR);
+                    }
+                }
+                row.detail = Some(decode_error_text(&e));
+                emit(row);
+                return;
+            }
+        };
+        row.pkt = Some(RowPacket::of(&pkt));
+        if pkt.truncated {
+            row.notes.set(Notes::TRUNCATED);
+        }
+        if !pkt.ipv4_csum_ok {
+            // ip_rcv drops it before any hook.
+            row.verdict = RowVerdict::Drop;
+            row.notes.set(Notes::BAD_IP_CSUM);
+            emit(row);
+            return;
+        }
+        if pkt.frag.is_some_and(|f| !f.is_atomic()) {
+            row.notes.set(Notes::FRAGMENT);
+            match self.defrag.push(&pkt, frame.index, now, &self.cfg.sysctls) {
+                DefragOutcome::Held => {
+                    self.held.insert(frame.index, row);
+                }
+                DefragOutcome::Dropped { fragments, .. } => {
+                    row.verdict = RowVerdict::Defrag;
+                    row.notes.set(Notes::DEFRAG_DROPPED);
+                    for idx in fragments {
+                        if let Some(mut r) = self.held.remove(&idx) {
+                            r.verdict = RowVerdict::Defrag;
+                            r.notes.set(Notes::DEFRAG_DROPPED);
+                            emit(r);
+                        }
+                    }
+                    emit(row);
+                }
+                DefragOutcome::Complete { datagram, fragments } => {
+                    let link = pkt.link_info();
+                    let mut whole = Row::new(frame.index, frame.ts);
+                    match wire::decode_ip(&datagram, link) {
+                        Ok(full) => self.walk(&full, iface_name, now, frame.index, &mut whole),
+                        Err(e) => {
+                            whole.verdict = RowVerdict::Drop;
+                            whole.detail = Some(decode_error_text(&e));
+                        }
+                    }
+                    for idx in fragments {
+                        let mut r = if idx == frame.index { row.clone() } else {
+                            match self.held.remove(&idx) {
+                                Some(r) => r,
+                                None => continue,
+                            }
+                        };
+                        copy_fate(&whole, &mut r);
+                        emit(r);
+                    }
+                }
+                DefragOutcome::NotFragment => {
+                    self.walk(&pkt, iface_name, now, frame.index, &mut row);
+                    emit(row);
+                }
+            }
+            return;
+        }
+        self.walk(&pkt, iface_name, now, frame.index, &mut row);
+        emit(row);
+    }
+
+    /// Rows still held at the end of the capture: their datagrams never
+    /// completed.
+    pub fn finish(&mut self, emit: &mut impl FnMut(Row)) {
+        let mut rest: Vec<Row> = self.held.drain().map(|(_, r)| r).collect();
+        rest.sort_by_key(|r| r.packet);
+        for mut r in rest {
+            r.verdict = RowVerdict::Defrag;
+            emit(r);
+        }
+    }
+
+    fn eval(&mut self, table: TableId, hook: Hook, ctx: &mut EvalCtx<'_>) -> Option<Decision> {
+        if !self.rules.has_chain(ctx.family, table, hook) {
+            return None;
+        }
+        Some(self.rules.evaluate(ctx.family, table, hook, ctx, &mut self.rule_state))
+    }
+
+    /// The hooks for one (whole) packet.
+    fn walk(&mut self, pkt: &Packet<'_>, iface_name: Option<&str>, now: Timestamp, index: u64, row: &mut Row) {
+        let cfg: &'r EngineConfig = self.cfg;
+        let topo = &cfg.topology;
+        let path = topo.path(pkt);
+        let first = if path == Path::Output { Hook::Output } else { Hook::Prerouting };
+        let in_iface: Option<&str> = if path == Path::Output {
+            None
+        } else {
+            Some(topo.iface_of(&pkt.src).or(iface_name).unwrap_or(crate::netfilter::topology::DEFAULT_IFACE))
+        };
+        let out_iface: Option<&str> = if path == Path::Input {
+            None
+        } else {
+            Some(topo.iface_of(&pkt.dst).unwrap_or(crate::netfilter::topology::DEFAULT_IFACE))
+        };
+        let csum_ok = if first == Hook::Prerouting && self.cfg.sysctls.checksum {
+            let c = pkt.l4_checksum_ok();
+            if c.is_some() {
+                self.checked_l4_checksums += 1;
+            }
+            if c == Some(false) {
+                self.bad_l4_checksums += 1;
+            }
+            c
+        } else {
+            None
+        };
+        let mut ctx = EvalCtx::from_packet(pkt, now);
+        ctx.in_iface = if first == Hook::Prerouting { in_iface } else { None };
+        ctx.out_iface = None;
+        ctx.src_type = addr_type(topo, &pkt.src, pkt.pkttype, false);
+        ctx.dst_type = addr_type(topo, &pkt.dst, pkt.pkttype, true);
+
+        // raw table, before conntrack: the state match sees no entry.
+        row.chains.push(first);
+        let mut notrack = false;
+        let mut helper: Option<HelperKind> = None;
+        if let Some(d) = self.eval(TableId::Raw, first, &mut ctx) {
+            for a in d.ct_actions() {
+                match a {
+                    CtAction::Notrack => notrack = true,
+                    CtAction::Helper(name) => helper = helper.or(HelperKind::from_name(name)),
+                }
+            }
+            if let Some(w) = final_walk(&d) {
+                row.verdict = w.verdict;
+                row.rule = w.rule.map(|r| self.label(r));
+                row.ctstate = Some(CtState::Invalid);
+                return;
+            }
+        }
+        if helper.is_none() && self.cfg.auto_helpers {
+            helper = auto_helper(pkt);
+        }
+        let inp = HookInput {
+            hook: if first == Hook::Output { CtHook::Output } else { CtHook::Prerouting },
+            now,
+            packet: index,
+            helper,
+            l4_csum_ok: csum_ok,
+        };
+        let res = if notrack {
+            CtResult { state: CtState::Untracked, dir: None, conn: CtRef::None, reason: None }
+        } else {
+            self.ct.packet_in(pkt, &inp)
+        };
+        row.ctstate = Some(res.state);
+        row.ctdir = res.dir;
+        row.reason = res.reason;
+        ctx.ct = ct_view(&self.ct, &res, now);
+
+        let walk = self.walk_tables(&mut ctx, pkt, path, first, in_iface, out_iface, row);
+        let after = match walk {
+            Some(w) => {
+                row.verdict = w.verdict;
+                row.rule = w.rule.map(|r| self.label(r));
+                self.ct.discard(&res, &inp);
+                res.conn
+            }
+            None => match self.ct.confirm(&res, pkt, &inp) {
+                Ok(r) => {
+                    row.verdict = RowVerdict::Accept;
+                    r
+                }
+                Err(why) => {
+                    row.verdict = RowVerdict::Drop;
+                    row.reason = Some(conntrack::Reason::Text(why));
+                    res.conn
+                }
+            },
+        };
+        // What the entry looks like after the packet.
+        if let CtRef::Table(id) = after {
+            if let Some(c) = self.ct.table().try_get(id) {
+                row.ctstatus = Some(c.status);
+                row.tcp_state = c.tcp_state();
+            }
+        }
+    }
+
+    /// mangle/filter hooks after conntrack; Some when the packet was
+    /// dropped or rejected on the way.
+    fn walk_tables(
+        &mut self,
+        ctx: &mut EvalCtx<'_>,
+        pkt: &Packet<'_>,
+        path: Path,
+        first: Hook,
+        in_iface: Option<&'_ str>,
+        out_iface: Option<&'_ str>,
+        row: &mut Row,
+    ) -> Option<Walk> {
+        let _ = in_iface;
+        if let Some(d) = self.eval(TableId::Mangle, first, ctx) {
+            if let Some(w) = final_walk(&d) {
+                return Some(w);
+            }
+        }
+        if path != Path::Output {
+            if let Some(drop) = self.cfg.topology.route_drop(pkt, path) {
+                row.notes.set(match drop {
+                    RouteDrop::Martian => Notes::ROUTE_MARTIAN,
+                    RouteDrop::Multicast => Notes::ROUTE_MULTICAST,
+                    RouteDrop::TtlExceeded => Notes::ROUTE_TTL,
+                    RouteDrop::LinkLocal => Notes::ROUTE_LINKLOCAL,
+                });
+                return Some(Walk { verdict: RowVerdict::Drop, rule: None });
+            }
+        }
+        let filter_hook = match path {
+            Path::Input => Hook::Input,
+            Path::Forward => Hook::Forward,
+            Path::Output => Hook::Output,
+        };
+        if filter_hook != first {
+            row.chains.push(filter_hook);
+        }
+        if path == Path::Output {
+            ctx.out_iface = out_iface;
+        } else if path == Path::Forward {
+            ctx.out_iface = out_iface;
+        }
+        if filter_hook != first {
+            if let Some(d) = self.eval(TableId::Mangle, filter_hook, ctx) {
+                if let Some(w) = final_walk(&d) {
+                    return Some(w);
+                }
+            }
+        }
+        match self.eval(TableId::Filter, filter_hook, ctx) {
+            Some(d) => {
+                if let Some(w) = final_walk(&d) {
+                    return Some(w);
+                }
+                row.rule = Some(self.label(d.rule));
+            }
+            // No filter chain for this family: the built-in chain's
+            // implicit ACCEPT policy.
+            None => row.rule = Some(self.policy_label(filter_hook)),
+        }
+        if path != Path::Input {
+            row.chains.push(Hook::Postrouting);
+            if let Some(d) = self.eval(TableId::Mangle, Hook::Postrouting, ctx) {
+                if let Some(w) = final_walk(&d) {
+                    return Some(w);
+                }
+            }
+        }
+        None
+    }
+}
+
+/// Drop/Reject decisions end the walk.
+fn final_walk(d: &Decision) -> Option<Walk> {
+    match d.verdict {
+        Verdict::Accept => None,
+        Verdict::Drop => Some(Walk { verdict: RowVerdict::Drop, rule: Some(d.rule) }),
+        Verdict::Reject(_) => Some(Walk { verdict: RowVerdict::Reject, rule: Some(d.rule) }),
+    }
+}
+
+fn copy_fate(whole: &Row, r: &mut Row) {
+    r.chains = whole.chains;
+    r.ctstate = whole.ctstate;
+    r.ctdir = whole.ctdir;
+    r.ctstatus = whole.ctstatus;
+    r.tcp_state = whole.tcp_state;
+    r.verdict = whole.verdict;
+    r.rule = whole.rule.clone();
+    r.reason = whole.reason;
+    r.notes.0 |= whole.notes.0;
+    r.notes.set(Notes::FRAGMENT);
+}
+
+/// Old kernels attached helpers by well-known port; `--auto-helpers`
+/// emulates that for teaching.
+fn auto_helper(pkt: &Packet<'_>) -> Option<HelperKind> {
+    match pkt.l4 {
+        L4::Tcp(t) if t.dport == 21 => Some(HelperKind::Ftp),
+        L4::Udp(u) if u.dport == 69 => Some(HelperKind::Tftp),
+        _ => None,
+    }
+}
+
+fn addr_type(topo: &Topology, a: &std::net::IpAddr, _pt: PktType, _dst: bool) -> u16 {
+    crate::rules::addrtype_of(a, topo.is_local(a))
+}
+
+fn decode_error_text(e: &DecodeError) -> &'static str {
+    match e {
+        DecodeError::NotIp { .. } => "not IP",
+        DecodeError::UnsupportedLinktype { .. } => "unsupported link type",
+        DecodeError::LinkTruncated { .. } => "link header cut short",
+        DecodeError::BadIpHeader { .. } => "ip_rcv: malformed IP header",
+        DecodeError::Truncated { .. } => "header cut by snap length",
+        _ => "undecodable",
+    }
+}
