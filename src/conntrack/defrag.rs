@@ -759,3 +759,257 @@ fn reassemble_v6(mut q: Queue) -> DefragOutcome {
         link: head.link,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::capture::CaptureReader;
+    use crate::wire::{L4, decode, decode_ip};
+    use std::path::Path;
+
+    const T: DefragTimeouts = DefragTimeouts {
+        ipv4: Duration::from_secs(30),
+        ipv6: Duration::from_secs(60),
+    };
+
+    /// An IPv4 fragment: `offset` in bytes, header checksum left zero (the
+    /// defragmenter does not look at it).
+    fn frag4(id: u16, proto: u8, offset: u16, more: bool, df: bool, tos: u8, data: &[u8]) -> Vec<u8> {
+        let mut h = vec![0x45, tos];
+        h.extend_from_slice(&(20 + data.len() as u16).to_be_bytes());
+        h.extend_from_slice(&id.to_be_bytes());
+        let fo = offset / 8 | if more { 0x2000 } else { 0 } | if df { 0x4000 } else { 0 };
+        h.extend_from_slice(&fo.to_be_bytes());
+        h.extend_from_slice(&[64, proto, 0, 0, 192, 0, 2, 1, 198, 51, 100, 7]);
+        h.extend_from_slice(data);
+        h
+    }
+
+    fn push(d: &mut Defrag, bytes: &[u8], frame: u64, secs: u64) -> DefragOutcome {
+        let p = decode_ip(bytes, LinkInfo::default()).unwrap();
+        d.push(&p, frame, Timestamp::from_secs_nanos(secs, 0), T)
+    }
+
+    fn held(o: &DefragOutcome) -> bool {
+        matches!(o, DefragOutcome::Held { discarded } if discarded.is_empty())
+    }
+
+    /// 24 bytes of UDP: header (ports 1000 → 2000, length 24) and 16 bytes.
+    fn udp24() -> Vec<u8> {
+        let mut u = vec![0x03, 0xe8, 0x07, 0xd0, 0, 24, 0, 0];
+        u.extend((0u8..16).collect::<Vec<_>>());
+        u
+    }
+
+    #[test]
+    fn ipv4_out_of_order_reassembles_with_first_fragment_header() {
+        let u = udp24();
+        let mut d = Defrag::new();
+        assert!(held(&push(&mut d, &frag4(7, 17, 16, false, false, 0, &u[16..]), 10, 1)));
+        assert!(held(&push(&mut d, &frag4(7, 17, 0, true, false, 0, &u[..8]), 11, 1)));
+        let DefragOutcome::Complete(r) = push(&mut d, &frag4(7, 17, 8, true, false, 0, &u[8..16]), 12, 1) else {
+            panic!()
+        };
+        assert_eq!(r.fragments, vec![10, 11, 12]);
+        assert_eq!(d.pending(), 0);
+        let p = decode_ip(&r.datagram, r.link).unwrap();
+        assert_eq!(p.ip_len, 44);
+        assert!(p.frag.is_none() && p.ipv4_csum_ok);
+        let L4::Udp(x) = p.l4 else { panic!() };
+        assert_eq!((x.sport, x.dport, x.payload.len()), (1000, 2000, 16));
+        assert_eq!(&r.datagram[20..], &u[..]);
+    }
+
+    #[test]
+    fn ipv4_duplicates_are_dropped_overlaps_discard_the_queue() {
+        let u = udp24();
+        let mut d = Defrag::new();
+        assert!(held(&push(&mut d, &frag4(1, 17, 0, true, false, 0, &u[..8]), 1, 0)));
+        assert!(held(&push(&mut d, &frag4(1, 17, 8, true, false, 0, &u[8..16]), 2, 0)));
+        // Exact duplicate, and a fragment inside the run 0..16: duplicates.
+        let o = push(&mut d, &frag4(1, 17, 0, true, false, 0, &u[..8]), 3, 0);
+        assert_eq!(o, DefragOutcome::Dropped { reason: DropReason::Duplicate, discarded: vec![] });
+        let o = push(&mut d, &frag4(1, 17, 8, true, false, 0, &u[8..16]), 4, 0);
+        assert_eq!(o, DefragOutcome::Dropped { reason: DropReason::Duplicate, discarded: vec![] });
+        // Straddles the end of the run: overlap, the queue goes.
+        let o = push(&mut d, &frag4(1, 17, 8, false, false, 0, &u[8..]), 5, 0);
+        assert_eq!(o, DefragOutcome::Dropped { reason: DropReason::Overlap, discarded: vec![1, 2] });
+        assert_eq!(d.pending(), 0);
+    }
+
+    #[test]
+    fn ipv4_length_conflicts_and_key_includes_protocol() {
+        let u = udp24();
+        let mut d = Defrag::new();
+        assert!(held(&push(&mut d, &frag4(2, 17, 16, false, false, 0, &u[16..]), 1, 0)));
+        // Another last fragment with a different end.
+        let o = push(&mut d, &frag4(2, 17, 8, false, false, 0, &u[8..16]), 2, 0);
+        assert_eq!(o, DefragOutcome::Dropped { reason: DropReason::LengthMismatch, discarded: vec![1] });
+        // Same id, other protocol: a separate queue.
+        assert!(held(&push(&mut d, &frag4(3, 17, 0, true, false, 0, &u[..8]), 3, 0)));
+        assert!(held(&push(&mut d, &frag4(3, 6, 8, false, false, 0, &u[8..16]), 4, 0)));
+        assert_eq!(d.pending(), 2);
+    }
+
+    #[test]
+    fn ipv4_ecn_and_df_rules() {
+        let u = udp24();
+        // Not-ECT mixed with ECT(0): reassembly fails.
+        let mut d = Defrag::new();
+        push(&mut d, &frag4(4, 17, 0, true, false, 0, &u[..16]), 1, 0);
+        let o = push(&mut d, &frag4(4, 17, 16, false, false, 2, &u[16..]), 2, 0);
+        assert_eq!(o, DefragOutcome::Dropped { reason: DropReason::EcnMismatch, discarded: vec![1, 2] });
+        // ECT(0) with CE: the datagram is CE. DF on the largest fragment: DF.
+        push(&mut d, &frag4(5, 17, 0, true, true, 2, &u[..16]), 3, 0);
+        let DefragOutcome::Complete(r) = push(&mut d, &frag4(5, 17, 16, false, false, 3, &u[16..]), 4, 0) else {
+            panic!()
+        };
+        assert_eq!(r.datagram[1] & 3, 3);
+        assert_eq!(r.datagram[6] & 0x40, 0x40);
+        // DF only on the smaller fragment: no DF.
+        push(&mut d, &frag4(6, 17, 0, true, false, 0, &u[..16]), 5, 0);
+        let DefragOutcome::Complete(r) = push(&mut d, &frag4(6, 17, 16, false, true, 0, &u[16..]), 6, 0) else {
+            panic!()
+        };
+        assert_eq!(r.datagram[6] & 0x40, 0);
+    }
+
+    #[test]
+    fn queues_expire_from_their_first_fragment() {
+        let u = udp24();
+        let mut d = Defrag::new();
+        push(&mut d, &frag4(8, 17, 0, true, false, 0, &u[..8]), 1, 100);
+        push(&mut d, &frag4(8, 17, 8, true, false, 0, &u[8..16]), 2, 129);
+        assert!(d.expire(Timestamp::from_secs_nanos(129, 999_999_999), T).is_empty());
+        let e = d.expire(Timestamp::from_secs_nanos(130, 0), T);
+        assert_eq!(e.len(), 1);
+        assert_eq!((e[0].fragments.clone(), e[0].had_first, e[0].proto), (vec![1, 2], true, Some(17)));
+        // A fragment arriving after the deadline starts a new queue; the old
+        // one is reported by the next expire().
+        let mut d = Defrag::new();
+        push(&mut d, &frag4(9, 17, 0, true, false, 0, &u[..8]), 1, 0);
+        assert!(held(&push(&mut d, &frag4(9, 17, 8, true, false, 0, &u[8..16]), 2, 31)));
+        let e = d.expire(Timestamp::from_secs_nanos(31, 0), T);
+        assert_eq!(e.len(), 1);
+        assert_eq!(e[0].fragments, vec![1]);
+        assert_eq!(d.pending(), 1);
+    }
+
+    #[test]
+    fn ipfrag_max_dist_restarts_a_stale_queue() {
+        let u = udp24();
+        let mut d = Defrag::new();
+        push(&mut d, &frag4(10, 17, 0, true, false, 0, &u[..8]), 1, 0);
+        // 65 fragments of other datagrams from the same source.
+        for i in 0..65u16 {
+            push(&mut d, &frag4(100 + i, 17, 8, true, false, 0, &u[8..16]), 2 + i as u64, 0);
+        }
+        let o = push(&mut d, &frag4(10, 17, 8, false, false, 0, &u[8..]), 100, 0);
+        assert_eq!(o, DefragOutcome::Held { discarded: vec![1] });
+        // With the check off, the same sequence completes.
+        let mut d = Defrag::new().with_max_dist(0);
+        push(&mut d, &frag4(10, 17, 0, true, false, 0, &u[..8]), 1, 0);
+        for i in 0..65u16 {
+            push(&mut d, &frag4(100 + i, 17, 8, true, false, 0, &u[8..16]), 2 + i as u64, 0);
+        }
+        assert!(matches!(push(&mut d, &frag4(10, 17, 8, false, false, 0, &u[8..]), 100, 0), DefragOutcome::Complete(_)));
+    }
+
+    fn corpus(name: &str) -> Option<CaptureReader> {
+        let p = Path::new("/work/shared/captures/ipv6").join(name);
+        if !p.exists() {
+            eprintln!("SKIPPED: {} not found", p.display());
+            return None;
+        }
+        Some(CaptureReader::open(&p).unwrap())
+    }
+
+    #[test]
+    fn sanders_ipv6_fragments_reassemble_into_echo_messages() {
+        let Some(mut r) = corpus("sanders_ipv6-fragments.pcapng") else { return };
+        let mut d = Defrag::new();
+        let mut done = Vec::new();
+        while let Some(f) = r.next_frame().unwrap() {
+            let p = decode(&f).unwrap();
+            match d.push(&p, f.index, f.ts, T) {
+                DefragOutcome::Complete(c) => {
+                    let q = decode_ip(&c.datagram, c.link).unwrap();
+                    let L4::Icmpv6(i) = q.l4 else { panic!() };
+                    // The sender's checksum covers the whole message: it only
+                    // verifies if the pieces were put together right.
+                    assert_eq!(q.l4_checksum_ok(), Some(true));
+                    assert_eq!((q.ip_len, q.l4_offset, q.frag), (1548, 40, None));
+                    done.push((c.fragments, i.icmp_type, i.id, i.seq));
+                }
+                DefragOutcome::Held { .. } => {}
+                DefragOutcome::NotFragment => assert!(f.index > 20),
+                other => panic!("{other:?}"),
+            }
+        }
+        assert_eq!(done.len(), 10);
+        for (k, (frames, t, id, seq)) in done.iter().enumerate() {
+            let k = k as u64;
+            assert_eq!(frames, &vec![2 * k + 1, 2 * k + 2]);
+            assert_eq!((*t, *id, *seq as u64), (if k % 2 == 0 { 128 } else { 129 }, 59968, k / 2 + 1));
+        }
+    }
+
+    #[test]
+    fn zeek_fragmented_dns_completes_and_a_lone_fragment_expires() {
+        let Some(mut r) = corpus("zeek_ipv6-fragmented-dns.pcap") else { return };
+        let mut d = Defrag::new();
+        let mut complete = Vec::new();
+        let mut last = Timestamp(0);
+        while let Some(f) = r.next_frame().unwrap() {
+            last = f.ts;
+            let p = decode(&f).unwrap();
+            if let DefragOutcome::Complete(c) = d.push(&p, f.index, f.ts, T) {
+                let q = decode_ip(&c.datagram, c.link).unwrap();
+                let L4::Udp(u) = q.l4 else { panic!() };
+                assert_eq!((u.sport, u.dport, u.length), (53, 51851, 3238));
+                assert_eq!(q.l4_checksum_ok(), Some(true));
+                complete.push(c.fragments);
+            }
+        }
+        assert_eq!(complete, vec![vec![6, 7, 8]]);
+        assert_eq!(d.pending(), 1);
+        let e = d.expire(last.add(Duration::from_secs(60)), T);
+        assert_eq!(e.len(), 1);
+        assert_eq!((e[0].fragments.clone(), e[0].had_first, e[0].id), (vec![4], false, 1));
+    }
+
+    #[test]
+    fn ipv6_atomic_fragment_completes_without_its_fragment_header() {
+        // fixed header (next = fragment) + fragment header (next = UDP, offset 0, M=0) + UDP
+        let mut pkt = vec![0x60, 0, 0, 0, 0, 24, 44, 64];
+        pkt.extend_from_slice(&[0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1]);
+        pkt.extend_from_slice(&[0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2]);
+        pkt.extend_from_slice(&[17, 0, 0, 0, 0, 0, 0, 9]);
+        pkt.extend_from_slice(&[0, 7, 0, 9, 0, 16, 0, 0, 1, 2, 3, 4, 5, 6, 7, 8]);
+        let mut d = Defrag::new();
+        let p = decode_ip(&pkt, LinkInfo::default()).unwrap();
+        let DefragOutcome::Complete(c) = d.push(&p, 1, Timestamp(0), T) else { panic!() };
+        assert_eq!(c.datagram.len(), 56);
+        assert_eq!((c.datagram[6], &c.datagram[4..6]), (17, &[0u8, 16][..]));
+        assert_eq!(&c.datagram[40..], &pkt[48..]);
+    }
+
+    #[test]
+    fn ipv6_first_fragment_without_whole_tcp_header_passes_through() {
+        let mut pkt = vec![0x60, 0, 0, 0, 0, 16, 44, 64];
+        pkt.extend_from_slice(&[0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1]);
+        pkt.extend_from_slice(&[0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2]);
+        pkt.extend_from_slice(&[6, 0, 0, 1, 0, 0, 0, 9]); // offset 0, M=1
+        pkt.extend_from_slice(&[0; 8]); // only 8 of TCP's 20 bytes
+        let p = decode_ip(&pkt, LinkInfo::default()).unwrap();
+        assert!(matches!(p.l4, L4::Malformed));
+        let o = Defrag::new().push(&p, 1, Timestamp(0), T);
+        assert_eq!(
+            o,
+            DefragOutcome::PassThrough {
+                reason: PassReason::IncompleteFirstFragment,
+                discarded: vec![]
+            }
+        );
+    }
+}
