@@ -121,3 +121,15 @@ fn corpus_reads_and_decodes_without_panic() {
     eprintln!("{} files, {total} packets", files.len());
     assert!(mismatches.is_empty(), "{mismatches:#?}");
 }
+
+#[test]
+#[ignore]
+fn debug_list_bad() {
+    let path = std::env::var("F").unwrap();
+    let mut r = CaptureReader::open(Path::new(&path)).unwrap();
+    while let Some(f) = r.next_frame().unwrap() {
+        if let Err(e) = wire::decode(&f) {
+            eprintln!("{} caplen {} orig {} {e}", f.index, f.data.len(), f.orig_len);
+        }
+    }
+}

@@ -635,7 +635,7 @@ impl<R: Read> CaptureReader<R> {
                                 }
                             })
                             .unwrap_or(0);
-                        let units = idb.ts_resolution();
+                        let units = ts_units_per_sec(idb.if_tsresol);
                         self.interfaces.push(Interface {
                             id: self.interfaces.len() as u32,
                             section: self.sections.saturating_sub(1),
@@ -793,6 +793,18 @@ fn section_interface(interfaces: &[Interface], start: usize, local: u32) -> Opti
     interfaces.get(start.checked_add(local as usize)?)
 }
 
+/// `if_tsresol`: bit 7 clear, a negative power of 10; set, a negative power
+/// of 2. (pcap-parser's own `ts_resolution` rejects every power-of-2 value,
+/// because it compares the whole byte, flag included, with 63.)
+fn ts_units_per_sec(tsresol: u8) -> Option<u64> {
+    let n = (tsresol & 0x7f) as u32;
+    if tsresol & 0x80 == 0 {
+        10u64.checked_pow(n)
+    } else {
+        1u64.checked_shl(n).filter(|_| n < 64)
+    }
+}
+
 /// Converts interface time units to nanoseconds since the epoch, adding the
 /// interface's offset in seconds; times before the epoch become 0.
 fn to_timestamp(units: u64, per_sec: u64, offset_secs: i64) -> Timestamp {
@@ -890,5 +902,276 @@ impl<R: Read> Read for Source<R> {
             }
         }
         Ok(n)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pcap_header(magic: u32, be: bool, linktype: u32) -> Vec<u8> {
+        let mut v = Vec::new();
+        let w32 = |v: &mut Vec<u8>, x: u32| v.extend_from_slice(&if be { x.to_be_bytes() } else { x.to_le_bytes() });
+        w32(&mut v, magic);
+        let (maj, min) = (2u16, 4u16);
+        v.extend_from_slice(&if be { maj.to_be_bytes() } else { maj.to_le_bytes() });
+        v.extend_from_slice(&if be { min.to_be_bytes() } else { min.to_le_bytes() });
+        w32(&mut v, 0);
+        w32(&mut v, 0);
+        w32(&mut v, 65535);
+        w32(&mut v, linktype);
+        v
+    }
+
+    fn pcap_record(be: bool, sec: u32, frac: u32, data: &[u8], orig: u32) -> Vec<u8> {
+        let mut v = Vec::new();
+        for x in [sec, frac, data.len() as u32, orig] {
+            v.extend_from_slice(&if be { x.to_be_bytes() } else { x.to_le_bytes() });
+        }
+        v.extend_from_slice(data);
+        v
+    }
+
+    fn read_all<R: Read>(r: &mut CaptureReader<R>) -> Vec<(u64, Timestamp, u16, u32, Vec<u8>, u32)> {
+        let mut out = Vec::new();
+        while let Some(f) = r.next_frame().unwrap() {
+            out.push((f.index, f.ts, f.linktype.0, f.orig_len, f.data.to_vec(), f.interface));
+        }
+        out
+    }
+
+    #[test]
+    fn pcap_big_endian_nanoseconds() {
+        let mut b = pcap_header(0xa1b2_3c4d, true, 101);
+        b.extend(pcap_record(true, 10, 999_999_999, &[0x45, 1, 2], 3));
+        b.extend(pcap_record(true, 11, 5, &[0x60; 7], 1500));
+        let mut r = CaptureReader::new(&b[..], "be-ns").unwrap();
+        let got = read_all(&mut r);
+        assert_eq!(got.len(), 2);
+        assert_eq!(got[0].1, Timestamp::from_secs_nanos(10, 999_999_999));
+        assert_eq!(got[1].1, Timestamp::from_secs_nanos(11, 5));
+        assert_eq!((got[1].2, got[1].3, got[1].4.len()), (101, 1500, 7));
+        assert_eq!(r.format(), "pcap");
+    }
+
+    #[test]
+    fn pcap_little_endian_microseconds_in_small_reads() {
+        // A reader that hands out 3 bytes at a time must not change anything.
+        struct Trickle<'a>(&'a [u8]);
+        impl Read for Trickle<'_> {
+            fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+                let n = buf.len().min(3).min(self.0.len());
+                buf[..n].copy_from_slice(&self.0[..n]);
+                self.0 = &self.0[n..];
+                Ok(n)
+            }
+        }
+        let mut b = pcap_header(0xa1b2_c3d4, false, 1);
+        for i in 0..100u32 {
+            b.extend(pcap_record(false, i, 250_000, &vec![i as u8; (i as usize * 37) % 1600], 1600));
+        }
+        let mut r = CaptureReader::new(Trickle(&b), "trickle").unwrap();
+        let got = read_all(&mut r);
+        assert_eq!(got.len(), 100);
+        assert_eq!(got[99].0, 100);
+        assert_eq!(got[7].1, Timestamp(7_250_000_000));
+        assert_eq!(got[42].4, vec![42u8; (42 * 37) % 1600]);
+    }
+
+    fn block(be: bool, t: u32, body: &[u8]) -> Vec<u8> {
+        let w = |x: u32| if be { x.to_be_bytes() } else { x.to_le_bytes() };
+        let len = 12 + body.len() as u32;
+        let mut v = w(t).to_vec();
+        v.extend_from_slice(&w(len));
+        v.extend_from_slice(body);
+        v.extend_from_slice(&w(len));
+        v
+    }
+
+    fn shb(be: bool) -> Vec<u8> {
+        let mut body = Vec::new();
+        body.extend_from_slice(&if be { BYTE_ORDER_MAGIC.to_be_bytes() } else { BYTE_ORDER_MAGIC.to_le_bytes() });
+        body.extend_from_slice(&if be { 1u16.to_be_bytes() } else { 1u16.to_le_bytes() });
+        body.extend_from_slice(&[0, 0]);
+        body.extend_from_slice(&(-1i64).to_le_bytes());
+        block(be, SHB_TYPE, &body)
+    }
+
+    fn option(be: bool, code: u16, value: &[u8]) -> Vec<u8> {
+        let w16 = |x: u16| if be { x.to_be_bytes() } else { x.to_le_bytes() };
+        let mut v = w16(code).to_vec();
+        v.extend_from_slice(&w16(value.len() as u16));
+        v.extend_from_slice(value);
+        while v.len() % 4 != 0 {
+            v.push(0);
+        }
+        v
+    }
+
+    fn idb(be: bool, linktype: u16, snaplen: u32, opts: &[Vec<u8>]) -> Vec<u8> {
+        let mut body = if be { linktype.to_be_bytes() } else { linktype.to_le_bytes() }.to_vec();
+        body.extend_from_slice(&[0, 0]);
+        body.extend_from_slice(&if be { snaplen.to_be_bytes() } else { snaplen.to_le_bytes() });
+        for o in opts {
+            body.extend_from_slice(o);
+        }
+        if !opts.is_empty() {
+            body.extend_from_slice(&[0, 0, 0, 0]);
+        }
+        block(be, IDB_TYPE_FOR_TESTS, &body)
+    }
+
+    const IDB_TYPE_FOR_TESTS: u32 = 1;
+
+    fn padded(data: &[u8]) -> Vec<u8> {
+        let mut v = data.to_vec();
+        while v.len() % 4 != 0 {
+            v.push(0);
+        }
+        v
+    }
+
+    fn epb(be: bool, ifid: u32, ts: u64, data: &[u8], orig: u32) -> Vec<u8> {
+        let w = |x: u32| if be { x.to_be_bytes() } else { x.to_le_bytes() };
+        let mut body = Vec::new();
+        for x in [ifid, (ts >> 32) as u32, ts as u32, data.len() as u32, orig] {
+            body.extend_from_slice(&w(x));
+        }
+        body.extend(padded(data));
+        block(be, EPB_TYPE, &body)
+    }
+
+    #[test]
+    fn pcapng_sections_interfaces_resolutions_and_packet_blocks() {
+        let mut b = shb(false);
+        // Interface 0: Ethernet, named, 2^-10 s units, offset +100 s.
+        b.extend(idb(
+            false,
+            1,
+            0,
+            &[option(false, 2, b"eth0"), option(false, 9, &[0x8a]), option(false, 14, &100i64.to_le_bytes())],
+        ));
+        // Interface 1: raw IP, nanoseconds, snaplen 4.
+        b.extend(idb(false, 101, 4, &[option(false, 9, &[9])]));
+        b.extend(epb(false, 0, 1024 * 5 + 512, &[1, 2, 3], 3));
+        b.extend(epb(false, 1, 1_500_000_000, &[0x45, 0, 0, 20, 9], 20));
+        // Simple packet block on interface 0 (snaplen 0: all 6 bytes; padded to 8).
+        let mut spb = 6u32.to_le_bytes().to_vec();
+        spb.extend(padded(&[6, 6, 6, 6, 6, 6]));
+        b.extend(block(false, SPB_TYPE, &spb));
+        // Obsolete packet block on interface 1.
+        let mut pb = Vec::new();
+        pb.extend_from_slice(&1u16.to_le_bytes());
+        pb.extend_from_slice(&0u16.to_le_bytes());
+        pb.extend_from_slice(&0u32.to_le_bytes());
+        pb.extend_from_slice(&2_000_000_000u32.to_le_bytes());
+        pb.extend_from_slice(&2u32.to_le_bytes());
+        pb.extend_from_slice(&40u32.to_le_bytes());
+        pb.extend(padded(&[0x60, 0]));
+        b.extend(block(false, PB_TYPE, &pb));
+        // A custom/unknown block is skipped.
+        b.extend(block(false, 0x0000_0bad, &[1, 2, 3, 4]));
+        // Second section, big-endian: its interface 0 is file-wide interface 2.
+        b.extend(shb(true));
+        b.extend(idb(true, 113, 0, &[option(true, 2, b"any")]));
+        b.extend(epb(true, 0, 7_000_000, &[0; 16], 16));
+
+        let mut r = CaptureReader::new(&b[..], "ng").unwrap();
+        let got = read_all(&mut r);
+        assert_eq!(r.format(), "pcapng");
+        assert_eq!(got.len(), 5);
+        assert_eq!(got.iter().map(|g| g.0).collect::<Vec<_>>(), vec![1, 2, 3, 4, 5]);
+        // 5.5 s in 1/1024 units + 100 s offset.
+        assert_eq!(got[0].1, Timestamp::from_secs_nanos(105, 500_000_000));
+        assert_eq!((got[0].2, got[0].5), (1, 0));
+        assert_eq!(got[1].1, Timestamp::from_secs_nanos(1, 500_000_000));
+        assert_eq!((got[1].2, got[1].3, got[1].5), (101, 20, 1));
+        // SPB: no timestamp, keeps the previous one.
+        assert_eq!((got[2].1, got[2].4.clone(), got[2].5), (got[1].1, vec![6; 6], 0));
+        assert_eq!((got[3].1, got[3].4.clone(), got[3].3), (Timestamp::from_secs_nanos(2, 0), vec![0x60, 0], 40));
+        assert_eq!((got[4].2, got[4].5, got[4].1), (113, 2, Timestamp::from_secs_nanos(7, 0)));
+        assert_eq!(r.interfaces().len(), 3);
+        assert_eq!(r.interface_name(0), Some("eth0"));
+        assert_eq!(r.interface_name(1), None);
+        assert_eq!(r.interface_name(2), Some("any"));
+        assert_eq!(r.interfaces()[2].section, 1);
+    }
+
+    fn malformed(name: &str) -> Vec<u8> {
+        let path = format!("{}/tests/data/malformed/{name}", env!("CARGO_MANIFEST_DIR"));
+        std::fs::read(path).unwrap()
+    }
+
+    #[test]
+    fn truncated_last_record_is_an_error_after_the_complete_ones() {
+        let b = malformed("truncated-last-record.pcap");
+        let mut r = CaptureReader::new(&b[..], "cut.pcap").unwrap();
+        assert_eq!(r.next_frame().unwrap().unwrap().index, 1);
+        assert_eq!(r.next_frame().unwrap().unwrap().index, 2);
+        let e = r.next_frame().unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "cut.pcap: capture ended inside record 3 at byte offset 176: expected 76 bytes, found 41"
+        );
+        assert!(!e.is_resumable());
+        assert!(r.next_frame().unwrap().is_none());
+    }
+
+    #[test]
+    fn bad_files_are_named_precisely() {
+        let e = CaptureReader::new(&malformed("bad-magic.pcap")[..], "x").err().unwrap();
+        assert_eq!(e.to_string(), "x: not a pcap or pcapng file (it starts with 47 49 46 38)");
+        let e = CaptureReader::new(&[][..], "empty").err().unwrap();
+        assert_eq!(e.to_string(), "empty: not a pcap or pcapng file (it starts with nothing: the file is empty)");
+        let e = CaptureReader::new(&malformed("short-header.pcap")[..], "s").err().unwrap();
+        assert_eq!(
+            e.to_string(),
+            "s: capture ended inside the file header at byte offset 0: expected 24 bytes, found 10"
+        );
+        let b = malformed("absurd-caplen.pcap");
+        let mut r = CaptureReader::new(&b[..], "a").unwrap();
+        assert!(r.next_frame().unwrap().is_some());
+        let e = r.next_frame().unwrap_err();
+        assert!(matches!(
+            e,
+            CaptureError::CaplenTooLarge {
+                record: RecordRef::Packet(2),
+                caplen: 0x7fff_ffff,
+                ..
+            }
+        ));
+    }
+
+    #[test]
+    fn bad_pcapng_packet_blocks_are_skipped_with_an_error() {
+        let b = malformed("unknown-interface.pcapng");
+        let mut r = CaptureReader::new(&b[..], "u").unwrap();
+        let e = r.next_frame().unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "u: record 1 at byte offset 48 names interface 3, but its section describes 1 interface(s)"
+        );
+        assert!(e.is_resumable());
+        let f = r.next_frame().unwrap().unwrap();
+        assert_eq!((f.index, f.data.len()), (2, 60));
+        assert!(r.next_frame().unwrap().is_none());
+
+        let b = malformed("epb-caplen-exceeds-block.pcapng");
+        let mut r = CaptureReader::new(&b[..], "c").unwrap();
+        let e = r.next_frame().unwrap_err();
+        assert!(e.to_string().contains("packet block claims 500 captured bytes but is only 92 bytes long"));
+        assert_eq!(r.next_frame().unwrap().unwrap().index, 2);
+    }
+
+    #[test]
+    fn records_larger_than_the_initial_buffer() {
+        let mut b = pcap_header(0xa1b2_c3d4, false, 1);
+        let big = vec![7u8; INITIAL_BUFFER * 3];
+        b.extend(pcap_record(false, 1, 0, &big, big.len() as u32));
+        b.extend(pcap_record(false, 2, 0, &[1, 2, 3], 3));
+        let mut r = CaptureReader::new(&b[..], "big").unwrap();
+        assert_eq!(r.next_frame().unwrap().unwrap().data.len(), INITIAL_BUFFER * 3);
+        assert_eq!(r.next_frame().unwrap().unwrap().data, &[1, 2, 3]);
+        assert!(r.next_frame().unwrap().is_none());
     }
 }

@@ -6,6 +6,7 @@
 //! conntrack. It knows decoded packets (`wire`) and nothing of rules or hooks:
 //! the netfilter layer calls [`Conntrack`] at the conntrack and confirm hooks.
 
+pub mod defrag;
 pub mod proto;
 pub mod sysctl;
 

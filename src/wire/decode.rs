@@ -633,3 +633,7 @@ fn icmp(seg: &[u8], l4_len: usize) -> Result<Option<Icmp<'_>>, DecodeError> {
         body: &seg[8..],
     }))
 }
+
+#[cfg(test)]
+#[path = "decode_tests.rs"]
+mod tests;

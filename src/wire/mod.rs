@@ -37,6 +37,11 @@ pub use icmp::{InnerError, InnerPacket};
 
 pub(crate) use decode::{WalkEnd, walk_ext_headers};
 
+/// The checksum to store in an IPv4 header whose checksum field is zero.
+pub fn ipv4_header_checksum(header: &[u8]) -> u16 {
+    checksum::compute(header)
+}
+
 use std::net::IpAddr;
 
 /// Address family of an IP packet (netfilter's NFPROTO_IPV4 / NFPROTO_IPV6).
