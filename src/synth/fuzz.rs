@@ -45,7 +45,11 @@ pub struct FuzzConfig {
 
 impl Default for FuzzConfig {
     fn default() -> Self {
-        FuzzConfig { max_packets: 24, ipv6: true, link: Link::Ethernet }
+        FuzzConfig {
+            max_packets: 24,
+            ipv6: true,
+            link: Link::Ethernet,
+        }
     }
 }
 
@@ -153,7 +157,11 @@ struct Gen {
 /// Draws one case. The same seed and configuration give the same case.
 pub fn random_case(seed: u64, cfg: &FuzzConfig) -> FuzzCase {
     let mut rng = Rng::new(seed);
-    let family = if cfg.ipv6 && rng.percent(33) { Family::Ipv6 } else { Family::Ipv4 };
+    let family = if cfg.ipv6 && rng.percent(33) {
+        Family::Ipv6
+    } else {
+        Family::Ipv4
+    };
     let (client, server, router): (IpAddr, IpAddr, IpAddr) = match family {
         Family::Ipv4 => (
             Ipv4Addr::new(10, 9, 1, 2).into(),
@@ -212,7 +220,10 @@ pub fn random_case(seed: u64, cfg: &FuzzConfig) -> FuzzCase {
 
 impl Gen {
     fn pair(&self, src: IpAddr, dst: IpAddr) -> IpPair {
-        IpPair::new(src, dst).unwrap_or(IpPair::V4 { src: Ipv4Addr::UNSPECIFIED, dst: Ipv4Addr::UNSPECIFIED })
+        IpPair::new(src, dst).unwrap_or(IpPair::V4 {
+            src: Ipv4Addr::UNSPECIFIED,
+            dst: Ipv4Addr::UNSPECIFIED,
+        })
     }
 
     /// Time before the next packet (the script adds its 1 ms step).
@@ -246,7 +257,10 @@ impl Gen {
     }
 
     fn port(&mut self) -> u16 {
-        let p = *self.rng.pick(&[22u16, 53, 80, 123, 443, 8080, 5000, 33434]).unwrap_or(&80);
+        let p = *self
+            .rng
+            .pick(&[22u16, 53, 80, 123, 443, 8080, 5000, 33434])
+            .unwrap_or(&80);
         self.ports.push(p);
         p
     }
@@ -267,26 +281,54 @@ impl Gen {
             4 => return self.retransmission(),
             _ => self.odd_icmp(),
         };
-        let pkt = if self.rng.percent(4) { pkt.bad_l4_checksum() } else { pkt };
+        let pkt = if self.rng.percent(4) {
+            pkt.bad_l4_checksum()
+        } else {
+            pkt
+        };
         pkt.build().unwrap_or_default()
     }
 
     fn new_tcp(&mut self) -> usize {
-        let (a, b) = if self.rng.percent(85) { (self.client, self.server) } else { (self.server, self.client) };
+        let (a, b) = if self.rng.percent(85) {
+            (self.client, self.server)
+        } else {
+            (self.server, self.client)
+        };
         let (cport, sport) = (self.ephemeral(), self.port());
         let opts = SynOptions {
-            mss: if self.rng.percent(90) { Some(1460) } else { None },
-            wscale: if self.rng.percent(60) { Some(self.rng.range(0, 14) as u8) } else { None },
+            mss: if self.rng.percent(90) {
+                Some(1460)
+            } else {
+                None
+            },
+            wscale: if self.rng.percent(60) {
+                Some(self.rng.range(0, 14) as u8)
+            } else {
+                None
+            },
             sack_perm: self.rng.percent(70),
             timestamps: self.rng.percent(50),
         };
-        let sopts = SynOptions { wscale: opts.wscale.map(|_| self.rng.range(0, 9) as u8), ..opts };
-        let flow = TcpFlow::from_ips(self.pair(a, b), cport, sport, self.rng.next_u32(), self.rng.next_u32())
-            .with_options(Side::Client, opts)
-            .with_options(Side::Server, sopts)
-            .with_window(Side::Client, self.rng.range(0, 1 << 20) as u32)
-            .with_window(Side::Server, self.rng.range(0, 1 << 20) as u32);
-        self.tcp.push(TcpConv { flow, phase: Phase::Fresh });
+        let sopts = SynOptions {
+            wscale: opts.wscale.map(|_| self.rng.range(0, 9) as u8),
+            ..opts
+        };
+        let flow = TcpFlow::from_ips(
+            self.pair(a, b),
+            cport,
+            sport,
+            self.rng.next_u32(),
+            self.rng.next_u32(),
+        )
+        .with_options(Side::Client, opts)
+        .with_options(Side::Server, sopts)
+        .with_window(Side::Client, self.rng.range(0, 1 << 20) as u32)
+        .with_window(Side::Server, self.rng.range(0, 1 << 20) as u32);
+        self.tcp.push(TcpConv {
+            flow,
+            phase: Phase::Fresh,
+        });
         self.tcp.len() - 1
     }
 
@@ -296,7 +338,11 @@ impl Gen {
         } else {
             self.rng.below(self.tcp.len() as u64) as usize
         };
-        let side = if self.rng.percent(50) { Side::Client } else { Side::Server };
+        let side = if self.rng.percent(50) {
+            Side::Client
+        } else {
+            Side::Server
+        };
         let payload = self.payload();
         let perturb = self.rng.percent(35);
         let pkt = self.tcp_normal(idx, side, payload);
@@ -347,11 +393,19 @@ impl Gen {
                 }
                 _ => {
                     c.phase = Phase::Closed;
-                    if roll % 2 == 0 { f.rst(side) } else { f.rst_ack(side) }
+                    if roll.is_multiple_of(2) {
+                        f.rst(side)
+                    } else {
+                        f.rst_ack(side)
+                    }
                 }
             },
             Phase::Closing(n) => {
-                c.phase = if n >= 3 { Phase::Closed } else { Phase::Closing(n + 1) };
+                c.phase = if n >= 3 {
+                    Phase::Closed
+                } else {
+                    Phase::Closing(n + 1)
+                };
                 match n {
                     1 => f.ack(side),
                     2 => f.fin(side),
@@ -361,7 +415,9 @@ impl Gen {
             Phase::Closed => {
                 if roll < 50 {
                     // Reuse the tuple with a new ISN.
-                    let isn = f.next_seq(Side::Client).wrapping_add(self.rng.range(1, 1 << 30) as u32);
+                    let isn = f
+                        .next_seq(Side::Client)
+                        .wrapping_add(self.rng.range(1, 1 << 30) as u32);
                     let c = &mut self.tcp[idx];
                     c.flow.set_seq(Side::Client, isn);
                     c.phase = Phase::SynSent;
@@ -412,7 +468,11 @@ impl Gen {
                     tcpflag::SYN | tcpflag::ACK,
                     tcpflag::ACK,
                 ];
-                let fl = if self.rng.percent(30) { self.rng.next_u8() } else { *self.rng.pick(SOUP).unwrap_or(&0) };
+                let fl = if self.rng.percent(30) {
+                    self.rng.next_u8()
+                } else {
+                    *self.rng.pick(SOUP).unwrap_or(&0)
+                };
                 pkt.flags(fl)
             }
             2 | 3 => {
@@ -438,16 +498,30 @@ impl Gen {
                     1 => base.wrapping_add(self.rng.range(1, 4000) as u32),
                     _ => self.rng.next_u32(),
                 };
-                let fl = if self.rng.percent(50) { tcpflag::RST } else { tcpflag::RST | tcpflag::ACK };
-                self.tcp[idx].flow.seg(side, fl).seq(seq).window(0).clear_options()
+                let fl = if self.rng.percent(50) {
+                    tcpflag::RST
+                } else {
+                    tcpflag::RST | tcpflag::ACK
+                };
+                self.tcp[idx]
+                    .flow
+                    .seg(side, fl)
+                    .seq(seq)
+                    .window(0)
+                    .clear_options()
             }
             _ => {
                 // Options edge cases: SACK blocks around the peer's sequence
                 // space, an out-of-range window scale, or a malformed option.
                 let peer = self.tcp[idx].flow.next_seq(side.other());
                 match self.rng.below(3) {
-                    0 => pkt.sack(&[(peer.wrapping_sub(1000), peer.wrapping_add(self.rng.range(0, 3000) as u32))]),
-                    1 => pkt.flags(pkt.tcp_flags() | tcpflag::SYN).wscale(self.rng.range(14, 255) as u8),
+                    0 => pkt.sack(&[(
+                        peer.wrapping_sub(1000),
+                        peer.wrapping_add(self.rng.range(0, 3000) as u32),
+                    )]),
+                    1 => pkt
+                        .flags(pkt.tcp_flags() | tcpflag::SYN)
+                        .wscale(self.rng.range(14, 255) as u8),
                     _ => pkt.raw_option(&[tcpopt::MSS, 0, 0, 0]),
                 }
             }
@@ -510,14 +584,28 @@ impl Gen {
     /// Types conntrack treats specially: untracked ND/MLD, types with no
     /// reply, types above the tracked range.
     fn odd_icmp(&mut self) -> Pkt<'static> {
-        let (src, dst) = if self.rng.percent(50) { (self.client, self.server) } else { (self.server, self.client) };
+        let (src, dst) = if self.rng.percent(50) {
+            (self.client, self.server)
+        } else {
+            (self.server, self.client)
+        };
         let ips = self.pair(src, dst);
         let t = match self.family {
-            Family::Ipv4 => *self.rng.pick(&[9u8, 10, 13, 14, 15, 16, 17, 18, 19, 30, 42]).unwrap_or(&9),
-            Family::Ipv6 => *self.rng.pick(&[130u8, 133, 134, 135, 136, 137, 139, 140, 143, 151, 200]).unwrap_or(&135),
+            Family::Ipv4 => *self
+                .rng
+                .pick(&[9u8, 10, 13, 14, 15, 16, 17, 18, 19, 30, 42])
+                .unwrap_or(&9),
+            Family::Ipv6 => *self
+                .rng
+                .pick(&[130u8, 133, 134, 135, 136, 137, 139, 140, 143, 151, 200])
+                .unwrap_or(&135),
         };
         let p = Pkt::icmp(ips, t, 0, [0, 1, 0, 1]).payload(&TEXT[..24]);
-        if self.family == Family::Ipv6 { p.ttl(255) } else { p }
+        if self.family == Family::Ipv6 {
+            p.ttl(255)
+        } else {
+            p
+        }
     }
 
     fn icmp_error(&mut self) -> Vec<u8> {
@@ -536,26 +624,46 @@ impl Gen {
             ),
             _ => return Vec::new(),
         };
-        let from = if self.rng.percent(50) { self.router } else { q_dst };
+        let from = if self.rng.percent(50) {
+            self.router
+        } else {
+            q_dst
+        };
         // Usually to the quoted packet's sender; sometimes to the wrong host.
         let to = if self.rng.percent(85) { q_src } else { q_dst };
         let ips = self.pair(from, to);
         let (t, code, rest) = match self.family {
             Family::Ipv4 => match self.rng.below(6) {
                 0 | 1 => (icmp::DEST_UNREACH, icmp::PORT_UNREACH, [0; 4]),
-                2 => (icmp::DEST_UNREACH, icmp::FRAG_NEEDED, mtu_word(Family::Ipv4, 1400)),
-                3 => (icmp::DEST_UNREACH, *self.rng.pick(&[0u8, 1, 13]).unwrap_or(&1), [0; 4]),
+                2 => (
+                    icmp::DEST_UNREACH,
+                    icmp::FRAG_NEEDED,
+                    mtu_word(Family::Ipv4, 1400),
+                ),
+                3 => (
+                    icmp::DEST_UNREACH,
+                    *self.rng.pick(&[0u8, 1, 13]).unwrap_or(&1),
+                    [0; 4],
+                ),
                 4 => (icmp::TIME_EXCEEDED, self.rng.below(2) as u8, [0; 4]),
                 _ => (icmp::PARAM_PROBLEM, 0, [20, 0, 0, 0]),
             },
             Family::Ipv6 => match self.rng.below(5) {
-                0 | 1 => (icmp6::DEST_UNREACH, *self.rng.pick(&[0u8, 1, 3, 4]).unwrap_or(&4), [0; 4]),
+                0 | 1 => (
+                    icmp6::DEST_UNREACH,
+                    *self.rng.pick(&[0u8, 1, 3, 4]).unwrap_or(&4),
+                    [0; 4],
+                ),
                 2 => (icmp6::PACKET_TOO_BIG, 0, mtu_word(Family::Ipv6, 1280)),
                 3 => (icmp6::TIME_EXCEEDED, self.rng.below(2) as u8, [0; 4]),
                 _ => (icmp6::PARAM_PROBLEM, 0, [0, 0, 0, 40]),
             },
         };
-        let cut = if self.rng.percent(15) { quoted.len().min(self.rng.range(20, 48) as usize) } else { quoted.len() };
+        let cut = if self.rng.percent(15) {
+            quoted.len().min(self.rng.range(20, 48) as usize)
+        } else {
+            quoted.len()
+        };
         let mut p = Pkt::icmp_error(ips, t, code, rest, &quoted[..cut]);
         if self.rng.percent(4) {
             p = p.bad_l4_checksum();
@@ -608,9 +716,15 @@ pub fn random_ruleset(seed: u64, ctx: &RuleContext) -> String {
     let mut rng = Rng::new(seed ^ 0x5151_7275_6c65_7321);
     let v6 = ctx.family == Family::Ipv6;
     let n_user = rng.below(4) as usize;
-    let user: Vec<String> = (0..n_user).map(|i| format!("fz_{}", (b'a' + i as u8) as char)).collect();
+    let user: Vec<String> = (0..n_user)
+        .map(|i| format!("fz_{}", (b'a' + i as u8) as char))
+        .collect();
     let mut o = String::new();
-    let tool = if v6 { "ip6tables-save" } else { "iptables-save" };
+    let tool = if v6 {
+        "ip6tables-save"
+    } else {
+        "iptables-save"
+    };
     let _ = writeln!(o, "# Generated by {tool} (ctsim fuzz seed {seed})");
     o.push_str("*filter\n");
     for chain in ["INPUT", "FORWARD", "OUTPUT"] {
@@ -620,7 +734,11 @@ pub fn random_ruleset(seed: u64, ctx: &RuleContext) -> String {
     for u in &user {
         let _ = writeln!(o, ":{u} - [0:0]");
     }
-    let chains: Vec<String> = ["INPUT", "FORWARD", "OUTPUT"].iter().map(|s| s.to_string()).chain(user.iter().cloned()).collect();
+    let chains: Vec<String> = ["INPUT", "FORWARD", "OUTPUT"]
+        .iter()
+        .map(|s| s.to_string())
+        .chain(user.iter().cloned())
+        .collect();
     for (ci, chain) in chains.iter().enumerate() {
         let n = rng.range(if ci < 3 { 1 } else { 0 }, 8);
         for _ in 0..n {
@@ -637,12 +755,14 @@ fn addr_text(rng: &mut Rng, a: IpAddr) -> String {
         IpAddr::V4(v) => {
             let len = *rng.pick(&[32u8, 32, 24, 16]).unwrap_or(&32);
             let net = ipnet::Ipv4Net::new(v, len).map(|n| n.trunc()).ok();
-            net.map(|n| n.to_string()).unwrap_or_else(|| format!("{v}/32"))
+            net.map(|n| n.to_string())
+                .unwrap_or_else(|| format!("{v}/32"))
         }
         IpAddr::V6(v) => {
             let len = *rng.pick(&[128u8, 128, 64, 48]).unwrap_or(&128);
             let net = ipnet::Ipv6Net::new(v, len).map(|n| n.trunc()).ok();
-            net.map(|n| n.to_string()).unwrap_or_else(|| format!("{v}/128"))
+            net.map(|n| n.to_string())
+                .unwrap_or_else(|| format!("{v}/128"))
         }
     }
 }
@@ -650,7 +770,11 @@ fn addr_text(rng: &mut Rng, a: IpAddr) -> String {
 const CTSTATES: &[&str] = &["INVALID", "NEW", "RELATED", "ESTABLISHED", "UNTRACKED"];
 
 fn states(rng: &mut Rng) -> String {
-    let mut picked: Vec<&str> = CTSTATES.iter().copied().filter(|_| rng.percent(35)).collect();
+    let mut picked: Vec<&str> = CTSTATES
+        .iter()
+        .copied()
+        .filter(|_| rng.percent(35))
+        .collect();
     if picked.is_empty() {
         picked.push(*rng.pick(CTSTATES).unwrap_or(&"NEW"));
     }
@@ -682,7 +806,9 @@ fn random_rule(rng: &mut Rng, ctx: &RuleContext, v6: bool, jumpable: &[String]) 
     }
     let port = |rng: &mut Rng| -> String {
         if !ctx.ports.is_empty() && rng.percent(80) {
-            rng.pick(&ctx.ports).map(|p| p.to_string()).unwrap_or_default()
+            rng.pick(&ctx.ports)
+                .map(|p| p.to_string())
+                .unwrap_or_default()
         } else {
             let lo = rng.range(1, 40000);
             format!("{lo}:{}", rng.range(lo, 65535))
@@ -716,16 +842,22 @@ fn random_rule(rng: &mut Rng, ctx: &RuleContext, v6: bool, jumpable: &[String]) 
             }
             if rng.percent(20) {
                 let list: Vec<String> = (0..rng.range(2, 4)).map(|_| port(rng)).collect();
-                let kind = *rng.pick(&["--dports", "--sports", "--ports"]).unwrap_or(&"--dports");
+                let kind = *rng
+                    .pick(&["--dports", "--sports", "--ports"])
+                    .unwrap_or(&"--dports");
                 let _ = write!(r, " -m multiport {}{kind} {}", neg(rng), list.join(","));
             }
         }
         Some(_) if rng.percent(70) => {
             if v6 {
-                let t = *rng.pick(&["128", "129", "1", "2", "3", "135", "136", "1/4"]).unwrap_or(&"128");
+                let t = *rng
+                    .pick(&["128", "129", "1", "2", "3", "135", "136", "1/4"])
+                    .unwrap_or(&"128");
                 let _ = write!(r, " -m icmp6 {}--icmpv6-type {t}", neg(rng));
             } else {
-                let t = *rng.pick(&["8", "0", "3", "3/3", "11", "13", "any"]).unwrap_or(&"8");
+                let t = *rng
+                    .pick(&["8", "0", "3", "3/3", "11", "13", "any"])
+                    .unwrap_or(&"8");
                 let _ = write!(r, " -m icmp {}--icmp-type {t}", neg(rng));
             }
         }
@@ -740,13 +872,26 @@ fn random_rule(rng: &mut Rng, ctx: &RuleContext, v6: bool, jumpable: &[String]) 
     }
     if rng.percent(12) {
         let lo = rng.range(20, 200);
-        let _ = write!(r, " -m length {}--length {lo}:{}", neg(rng), rng.range(lo, 1600));
+        let _ = write!(
+            r,
+            " -m length {}--length {lo}:{}",
+            neg(rng),
+            rng.range(lo, 1600)
+        );
     }
     if rng.percent(10) {
         let (m, opt) = if v6 {
-            ("hl", *rng.pick(&["--hl-eq", "--hl-lt", "--hl-gt"]).unwrap_or(&"--hl-eq"))
+            (
+                "hl",
+                *rng.pick(&["--hl-eq", "--hl-lt", "--hl-gt"])
+                    .unwrap_or(&"--hl-eq"),
+            )
         } else {
-            ("ttl", *rng.pick(&["--ttl-eq", "--ttl-lt", "--ttl-gt"]).unwrap_or(&"--ttl-eq"))
+            (
+                "ttl",
+                *rng.pick(&["--ttl-eq", "--ttl-lt", "--ttl-gt"])
+                    .unwrap_or(&"--ttl-eq"),
+            )
         };
         let n = *rng.pick(&[1u8, 2, 63, 64, 255]).unwrap_or(&64);
         if opt.ends_with("-eq") && rng.percent(30) {
@@ -785,12 +930,17 @@ mod tests {
     fn cases_are_deterministic_and_varied() {
         let cfg = FuzzConfig::default();
         for seed in 0..200 {
-            assert_eq!(random_case(seed, &cfg), random_case(seed, &cfg), "seed {seed}");
+            assert_eq!(
+                random_case(seed, &cfg),
+                random_case(seed, &cfg),
+                "seed {seed}"
+            );
         }
         let a = random_case(1, &cfg);
         let b = random_case(2, &cfg);
         assert_ne!(a.packets, b.packets);
-        let fams: std::collections::HashSet<_> = (0..50).map(|s| random_case(s, &cfg).family).collect();
+        let fams: std::collections::HashSet<_> =
+            (0..50).map(|s| random_case(s, &cfg).family).collect();
         assert_eq!(fams.len(), 2);
         let v4only = FuzzConfig { ipv6: false, ..cfg };
         assert!((0..50).all(|s| random_case(s, &v4only).family == Family::Ipv4));
@@ -798,12 +948,19 @@ mod tests {
 
     #[test]
     fn cases_parse_and_stay_in_bounds() {
-        let cfg = FuzzConfig { max_packets: 40, ..FuzzConfig::default() };
+        let cfg = FuzzConfig {
+            max_packets: 40,
+            ..FuzzConfig::default()
+        };
         let mut protos = std::collections::HashSet::new();
         let mut bad_flags = 0;
         for seed in 0..300 {
             let c = random_case(seed, &cfg);
-            assert!(c.packets.len() >= 2 && c.packets.len() <= 40, "seed {seed}: {}", c.packets.len());
+            assert!(
+                c.packets.len() >= 2 && c.packets.len() <= 40,
+                "seed {seed}: {}",
+                c.packets.len()
+            );
             assert!(c.packets.windows(2).all(|w| w[0].ts < w[1].ts));
             for r in &c.packets {
                 assert!(!r.data.is_empty(), "seed {seed}: empty packet");
@@ -851,7 +1008,10 @@ mod tests {
             for line in a.lines().filter(|l| l.starts_with("-A ")) {
                 assert!(line.contains(" -j "), "{line}");
                 if case.family == Family::Ipv6 {
-                    assert!(!line.contains("-m ttl") && !line.contains("-p icmp "), "{line}");
+                    assert!(
+                        !line.contains("-m ttl") && !line.contains("-p icmp "),
+                        "{line}"
+                    );
                 }
                 if line.contains("--dport") || line.contains("--sport") {
                     assert!(line.contains("-p tcp") || line.contains("-p udp"), "{line}");
@@ -868,7 +1028,11 @@ mod tests {
     fn iptables_restore_accepts_rulesets() {
         use std::process::{Command, Stdio};
         let ns = format!("ctsim-synth-{}", std::process::id());
-        let ok = Command::new("ip").args(["netns", "add", &ns]).status().map(|s| s.success()).unwrap_or(false);
+        let ok = Command::new("ip")
+            .args(["netns", "add", &ns])
+            .status()
+            .map(|s| s.success())
+            .unwrap_or(false);
         if !ok {
             eprintln!("cannot create a network namespace; skipped");
             return;
@@ -877,7 +1041,11 @@ mod tests {
         for seed in 0..200 {
             let case = random_case(seed, &FuzzConfig::default());
             let rules = random_ruleset(seed, &case.rule_context());
-            let tool = if case.family == Family::Ipv6 { "ip6tables-restore" } else { "iptables-restore" };
+            let tool = if case.family == Family::Ipv6 {
+                "ip6tables-restore"
+            } else {
+                "iptables-restore"
+            };
             let child = Command::new("ip")
                 .args(["netns", "exec", &ns, tool])
                 .stdin(Stdio::piped())
@@ -890,7 +1058,10 @@ mod tests {
             }
             let out = child.wait_with_output().unwrap();
             if !out.status.success() {
-                failures.push(format!("seed {seed}: {}\n{rules}", String::from_utf8_lossy(&out.stderr)));
+                failures.push(format!(
+                    "seed {seed}: {}\n{rules}",
+                    String::from_utf8_lossy(&out.stderr)
+                ));
             }
         }
         let _ = Command::new("ip").args(["netns", "del", &ns]).status();
