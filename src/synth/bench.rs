@@ -22,9 +22,7 @@ use std::net::{Ipv4Addr, Ipv6Addr};
 
 use crate::synth::SynthError;
 use crate::synth::flow::{Side, SynOptions, TcpFlow};
-use crate::synth::packet::{
-    self, IpPair, Pkt, arp, ethertype, flags, icmp, icmp6, mac_for,
-};
+use crate::synth::packet::{self, IpPair, Pkt, arp, ethertype, flags, icmp, icmp6, mac_for};
 use crate::synth::pcap::{PcapWriter, TsPrecision};
 use crate::synth::rng::Rng;
 use crate::synth::script::Link;
@@ -136,13 +134,37 @@ struct TcpConv {
 enum Conv {
     Tcp(Box<TcpConv>),
     /// Request/response pairs left; `odd` is true between request and reply.
-    Udp { ips: IpPair, sport: u16, dport: u16, req: u16, resp: u16, left: u8, odd: bool },
-    Echo { ips: IpPair, id: u16, seq: u16, left: u8, odd: bool },
+    Udp {
+        ips: IpPair,
+        sport: u16,
+        dport: u16,
+        req: u16,
+        resp: u16,
+        left: u8,
+        odd: bool,
+    },
+    Echo {
+        ips: IpPair,
+        id: u16,
+        seq: u16,
+        left: u8,
+        odd: bool,
+    },
     /// A probe and the ICMP error it draws (port unreachable, or time
     /// exceeded from a router).
-    ErrProbe { ips: IpPair, sport: u16, dport: u16, ttl_expired: bool, sent: bool },
+    ErrProbe {
+        ips: IpPair,
+        sport: u16,
+        dport: u16,
+        ttl_expired: bool,
+        sent: bool,
+    },
     /// One junk packet.
-    Junk { ips: IpPair, sport: u16, kind: u8 },
+    Junk {
+        ips: IpPair,
+        sport: u16,
+        kind: u8,
+    },
     Done,
 }
 
@@ -151,8 +173,15 @@ enum Emit<'p> {
     Ip(Pkt<'p>),
     /// An ICMP error quoting the packet the conversation sent before; built
     /// by re-creating that packet in the scratch buffer.
-    Error { outer: Pkt<'static>, quoted: Pkt<'p> },
-    Arp { op: u16, sender: Ipv4Addr, target: Ipv4Addr },
+    Error {
+        outer: Pkt<'static>,
+        quoted: Pkt<'p>,
+    },
+    Arp {
+        op: u16,
+        sender: Ipv4Addr,
+        target: Ipv4Addr,
+    },
 }
 
 struct BenchGen {
@@ -216,7 +245,10 @@ impl BenchGen {
         let (ips, cport) = self.endpoints(v6);
         match kind {
             0 => {
-                let sport = *self.rng.pick(&[443u16, 443, 443, 80, 80, 22, 8080, 25]).unwrap_or(&443);
+                let sport = *self
+                    .rng
+                    .pick(&[443u16, 443, 443, 80, 80, 22, 8080, 25])
+                    .unwrap_or(&443);
                 let cisn = self.rng.next_u32();
                 let sisn = self.rng.next_u32();
                 let opts = SynOptions {
@@ -229,11 +261,19 @@ impl BenchGen {
                     .with_options(Side::Client, opts)
                     .with_options(Side::Server, opts);
                 let rst_by = if self.rng.percent(8) {
-                    Some(if self.rng.percent(50) { Side::Client } else { Side::Server })
+                    Some(if self.rng.percent(50) {
+                        Side::Client
+                    } else {
+                        Side::Server
+                    })
                 } else {
                     None
                 };
-                let fin_first = if self.rng.percent(60) { Side::Client } else { Side::Server };
+                let fin_first = if self.rng.percent(60) {
+                    Side::Client
+                } else {
+                    Side::Server
+                };
                 Conv::Tcp(Box::new(TcpConv {
                     flow,
                     step: TcpStep::Syn,
@@ -245,13 +285,31 @@ impl BenchGen {
             }
             1 => {
                 let (dport, req, resp) = match self.rng.below(10) {
-                    0..=6 => (53, self.rng.range(30, 60) as u16, self.rng.range(60, 480) as u16),
+                    0..=6 => (
+                        53,
+                        self.rng.range(30, 60) as u16,
+                        self.rng.range(60, 480) as u16,
+                    ),
                     7 | 8 => (123, 48, 48),
                     _ => (5004, 172, 172),
                 };
-                Conv::Udp { ips, sport: cport, dport, req, resp, left: self.rng.range(1, 3) as u8, odd: false }
+                Conv::Udp {
+                    ips,
+                    sport: cport,
+                    dport,
+                    req,
+                    resp,
+                    left: self.rng.range(1, 3) as u8,
+                    odd: false,
+                }
             }
-            2 => Conv::Echo { ips, id: self.rng.next_u16(), seq: 1, left: self.rng.range(1, 4) as u8, odd: false },
+            2 => Conv::Echo {
+                ips,
+                id: self.rng.next_u16(),
+                seq: 1,
+                left: self.rng.range(1, 4) as u8,
+                odd: false,
+            },
             3 => Conv::ErrProbe {
                 ips,
                 sport: cport,
@@ -259,7 +317,11 @@ impl BenchGen {
                 ttl_expired: self.rng.percent(40),
                 sent: false,
             },
-            _ => Conv::Junk { ips, sport: cport, kind: self.rng.below(4) as u8 },
+            _ => Conv::Junk {
+                ips,
+                sport: cport,
+                kind: self.rng.below(4) as u8,
+            },
         }
     }
 
@@ -273,9 +335,17 @@ impl BenchGen {
     ) -> Result<(Timestamp, &'p [u8], usize), SynthError> {
         let i = self.rng.below(self.slots.len() as u64) as usize;
         // Inter-packet gap 1-19 µs: about 100k packets per second of capture time.
-        self.now = self.now.add(crate::time::Duration(self.rng.range(1_000, 19_000)));
+        self.now = self
+            .now
+            .add(crate::time::Duration(self.rng.range(1_000, 19_000)));
         let ts = self.now;
-        let emit = step(&mut self.slots[i], &mut self.rng, pattern, self.link, &mut self.stats);
+        let emit = step(
+            &mut self.slots[i],
+            &mut self.rng,
+            pattern,
+            self.link,
+            &mut self.stats,
+        );
         if matches!(self.slots[i], Conv::Done) {
             self.slots[i] = self.new_conv();
         }
@@ -347,11 +417,23 @@ fn step<'p>(
             }
             Emit::Ip(p)
         }
-        Conv::Udp { ips, sport, dport, req, resp, left, odd } => {
+        Conv::Udp {
+            ips,
+            sport,
+            dport,
+            req,
+            resp,
+            left,
+            odd,
+        } => {
             stats.udp += 1;
             let p = if *odd {
                 *left -= 1;
-                Pkt::udp(ips.reversed(), *dport, *sport).payload(slice(rng, pattern, *resp as usize))
+                Pkt::udp(ips.reversed(), *dport, *sport).payload(slice(
+                    rng,
+                    pattern,
+                    *resp as usize,
+                ))
             } else {
                 Pkt::udp(*ips, *sport, *dport).payload(slice(rng, pattern, *req as usize))
             };
@@ -361,7 +443,13 @@ fn step<'p>(
             }
             Emit::Ip(p)
         }
-        Conv::Echo { ips, id, seq, left, odd } => {
+        Conv::Echo {
+            ips,
+            id,
+            seq,
+            left,
+            odd,
+        } => {
             stats.icmp += 1;
             let body = slice(rng, pattern, 56);
             let p = if *odd {
@@ -378,7 +466,13 @@ fn step<'p>(
             }
             Emit::Ip(p)
         }
-        Conv::ErrProbe { ips, sport, dport, ttl_expired, sent } => {
+        Conv::ErrProbe {
+            ips,
+            sport,
+            dport,
+            ttl_expired,
+            sent,
+        } => {
             let probe = Pkt::udp(*ips, *sport, *dport)
                 .payload(&pattern[..32])
                 .ttl(if *ttl_expired { 1 } else { 64 })
@@ -391,26 +485,52 @@ fn step<'p>(
             stats.icmp += 1;
             let v4 = ips.family() == Family::Ipv4;
             let outer = match (*ttl_expired, v4) {
-                (true, true) => Pkt::icmp((Ipv4Addr::new(10, 9, 255, 1), client_v4(ips)), icmp::TIME_EXCEEDED, 0, [0; 4]),
+                (true, true) => Pkt::icmp(
+                    (Ipv4Addr::new(10, 9, 255, 1), client_v4(ips)),
+                    icmp::TIME_EXCEEDED,
+                    0,
+                    [0; 4],
+                ),
                 (true, false) => Pkt::icmp(router_v6(ips), icmp6::TIME_EXCEEDED, 0, [0; 4]),
-                (false, true) => Pkt::icmp(ips.reversed(), icmp::DEST_UNREACH, icmp::PORT_UNREACH, [0; 4]),
-                (false, false) => Pkt::icmp(ips.reversed(), icmp6::DEST_UNREACH, icmp6::PORT_UNREACH, [0; 4]),
+                (false, true) => Pkt::icmp(
+                    ips.reversed(),
+                    icmp::DEST_UNREACH,
+                    icmp::PORT_UNREACH,
+                    [0; 4],
+                ),
+                (false, false) => Pkt::icmp(
+                    ips.reversed(),
+                    icmp6::DEST_UNREACH,
+                    icmp6::PORT_UNREACH,
+                    [0; 4],
+                ),
             };
             *conv = Conv::Done;
-            Emit::Error { outer, quoted: probe }
+            Emit::Error {
+                outer,
+                quoted: probe,
+            }
         }
         Conv::Junk { ips, sport, kind } => {
             stats.junk += 1;
             let e = match (*kind, ips.src(), ips.dst()) {
-                (0, std::net::IpAddr::V4(c), _) if link == Link::Ethernet => {
-                    Emit::Arp { op: arp::REQUEST, sender: c, target: Ipv4Addr::new(10, 9, 0, 1) }
-                }
-                (1, _, std::net::IpAddr::V4(s)) if link == Link::Ethernet => {
-                    Emit::Arp { op: arp::REPLY, sender: Ipv4Addr::new(10, 9, 0, 1), target: s }
-                }
+                (0, std::net::IpAddr::V4(c), _) if link == Link::Ethernet => Emit::Arp {
+                    op: arp::REQUEST,
+                    sender: c,
+                    target: Ipv4Addr::new(10, 9, 0, 1),
+                },
+                (1, _, std::net::IpAddr::V4(s)) if link == Link::Ethernet => Emit::Arp {
+                    op: arp::REPLY,
+                    sender: Ipv4Addr::new(10, 9, 0, 1),
+                    target: s,
+                },
                 (k, _, _) => {
                     let fl = [flags::XMAS, flags::NULL, flags::SF, flags::F][k as usize % 4];
-                    Emit::Ip(Pkt::tcp(*ips, *sport, 80, fl).seq(rng.next_u32()).window(1024))
+                    Emit::Ip(
+                        Pkt::tcp(*ips, *sport, 80, fl)
+                            .seq(rng.next_u32())
+                            .window(1024),
+                    )
                 }
             };
             *conv = Conv::Done;
@@ -420,7 +540,11 @@ fn step<'p>(
         // request keeps this total without inventing a flow.
         Conv::Done => {
             stats.junk += 1;
-            Emit::Arp { op: arp::REQUEST, sender: Ipv4Addr::new(10, 9, 0, 1), target: Ipv4Addr::new(10, 9, 0, 2) }
+            Emit::Arp {
+                op: arp::REQUEST,
+                sender: Ipv4Addr::new(10, 9, 0, 1),
+                target: Ipv4Addr::new(10, 9, 0, 2),
+            }
         }
     }
 }
@@ -429,8 +553,14 @@ fn step<'p>(
 fn router_v6(ips: &IpPair) -> IpPair {
     let router = Ipv6Addr::new(0xfd00, 9, 0xff, 0, 0, 0, 0, 1);
     match ips {
-        IpPair::V6 { src, .. } => IpPair::V6 { src: router, dst: *src },
-        IpPair::V4 { .. } => IpPair::V6 { src: router, dst: Ipv6Addr::UNSPECIFIED },
+        IpPair::V6 { src, .. } => IpPair::V6 {
+            src: router,
+            dst: *src,
+        },
+        IpPair::V4 { .. } => IpPair::V6 {
+            src: router,
+            dst: Ipv6Addr::UNSPECIFIED,
+        },
     }
 }
 
@@ -463,7 +593,11 @@ fn tcp_step<'p>(t: &mut TcpConv, rng: &mut Rng, pattern: &'p [u8]) -> (Pkt<'p>, 
             (p, next)
         }
         TcpStep::Response(left) => {
-            let len = if left == 1 { rng.range(200, MSS as u64) as usize } else { MSS };
+            let len = if left == 1 {
+                rng.range(200, MSS as u64) as usize
+            } else {
+                MSS
+            };
             let p = f.data(Server, slice(rng, pattern, len));
             // Delayed ACK: every second segment, and after the last one.
             let rest = left.saturating_sub(1);
@@ -476,10 +610,21 @@ fn tcp_step<'p>(t: &mut TcpConv, rng: &mut Rng, pattern: &'p [u8]) -> (Pkt<'p>, 
         }
         TcpStep::ClientAck(left) => {
             let p = f.ack(Client);
-            (p, if left == 0 { end_round(t) } else { TcpStep::Response(left) })
+            (
+                p,
+                if left == 0 {
+                    end_round(t)
+                } else {
+                    TcpStep::Response(left)
+                },
+            )
         }
         TcpStep::Upload(left) => {
-            let len = if left == 1 { rng.range(200, MSS as u64) as usize } else { MSS };
+            let len = if left == 1 {
+                rng.range(200, MSS as u64) as usize
+            } else {
+                MSS
+            };
             let p = f.data(Client, slice(rng, pattern, len));
             let rest = left.saturating_sub(1);
             let next = if rest == 0 || rest % t.ack_every == 0 {
@@ -491,7 +636,14 @@ fn tcp_step<'p>(t: &mut TcpConv, rng: &mut Rng, pattern: &'p [u8]) -> (Pkt<'p>, 
         }
         TcpStep::ServerAck(left) => {
             let p = f.ack(Server);
-            (p, if left == 0 { end_round(t) } else { TcpStep::Upload(left) })
+            (
+                p,
+                if left == 0 {
+                    end_round(t)
+                } else {
+                    TcpStep::Upload(left)
+                },
+            )
         }
         TcpStep::Close(n) => {
             if let Some(side) = t.rst_by {
@@ -504,7 +656,14 @@ fn tcp_step<'p>(t: &mut TcpConv, rng: &mut Rng, pattern: &'p [u8]) -> (Pkt<'p>, 
                 2 => f.fin(first.other()),
                 _ => f.ack(first),
             };
-            (p, if n >= 3 { TcpStep::Done } else { TcpStep::Close(n + 1) })
+            (
+                p,
+                if n >= 3 {
+                    TcpStep::Done
+                } else {
+                    TcpStep::Close(n + 1)
+                },
+            )
         }
         // Unreachable in practice: a finished conversation is replaced before
         // it is stepped again. A keep-alive ACK keeps this total.
@@ -514,7 +673,11 @@ fn tcp_step<'p>(t: &mut TcpConv, rng: &mut Rng, pattern: &'p [u8]) -> (Pkt<'p>, 
 
 fn end_round(t: &mut TcpConv) -> TcpStep {
     t.rounds_left = t.rounds_left.saturating_sub(1);
-    if t.rounds_left == 0 { TcpStep::Close(0) } else { TcpStep::Request }
+    if t.rounds_left == 0 {
+        TcpStep::Close(0)
+    } else {
+        TcpStep::Request
+    }
 }
 
 #[cfg(test)]
@@ -524,7 +687,12 @@ mod tests {
     use pcap_parser::{LegacyPcapReader, PcapBlockOwned, PcapError};
 
     fn cfg(packets: u64, flows: usize, seed: u64) -> BenchConfig {
-        BenchConfig { packets, flows, seed, ..BenchConfig::default() }
+        BenchConfig {
+            packets,
+            flows,
+            seed,
+            ..BenchConfig::default()
+        }
     }
 
     fn frames(bytes: &[u8]) -> Vec<(u64, Vec<u8>)> {
@@ -535,7 +703,10 @@ mod tests {
                 Ok((off, b)) => {
                     if let PcapBlockOwned::Legacy(r) = b {
                         assert_eq!(r.caplen, r.origlen);
-                        out.push((r.ts_sec as u64 * 1_000_000 + r.ts_usec as u64, r.data.to_vec()));
+                        out.push((
+                            r.ts_sec as u64 * 1_000_000 + r.ts_usec as u64,
+                            r.data.to_vec(),
+                        ));
                     }
                     rdr.consume(off);
                 }
@@ -561,16 +732,38 @@ mod tests {
         let (st, bytes) = generate(&cfg(200_000, 500, 1), Vec::new()).unwrap();
         assert_eq!(st.packets, 200_000);
         let avg = st.bytes as f64 / st.packets as f64;
-        assert!((800.0..=880.0).contains(&avg), "average frame {avg:.1} bytes; {st:?}");
+        assert!(
+            (800.0..=880.0).contains(&avg),
+            "average frame {avg:.1} bytes; {st:?}"
+        );
         let share = |n: u64| n as f64 / st.packets as f64;
-        assert!((0.80..=0.90).contains(&share(st.tcp)), "tcp {:.3}", share(st.tcp));
-        assert!((0.07..=0.13).contains(&share(st.udp)), "udp {:.3}", share(st.udp));
-        assert!((0.03..=0.07).contains(&share(st.icmp)), "icmp {:.3}", share(st.icmp));
-        assert!(st.junk > 0 && share(st.junk) < 0.01, "junk {:.4}", share(st.junk));
+        assert!(
+            (0.80..=0.90).contains(&share(st.tcp)),
+            "tcp {:.3}",
+            share(st.tcp)
+        );
+        assert!(
+            (0.07..=0.13).contains(&share(st.udp)),
+            "udp {:.3}",
+            share(st.udp)
+        );
+        assert!(
+            (0.03..=0.07).contains(&share(st.icmp)),
+            "icmp {:.3}",
+            share(st.icmp)
+        );
+        assert!(
+            st.junk > 0 && share(st.junk) < 0.01,
+            "junk {:.4}",
+            share(st.junk)
+        );
 
         let fr = frames(&bytes);
         assert_eq!(fr.len(), 200_000);
-        assert!(fr.windows(2).all(|w| w[0].0 < w[1].0), "timestamps strictly increase");
+        assert!(
+            fr.windows(2).all(|w| w[0].0 < w[1].0),
+            "timestamps strictly increase"
+        );
         let mut tcp = 0;
         let mut arp = 0;
         for (_, f) in &fr {
@@ -580,15 +773,24 @@ mod tests {
             }
             let p = etherparse::SlicedPacket::from_ethernet(f).expect("frame parses");
             match (&p.net, &p.transport) {
-                (Some(etherparse::NetSlice::Ipv4(ip)), Some(etherparse::TransportSlice::Tcp(t))) => {
+                (
+                    Some(etherparse::NetSlice::Ipv4(ip)),
+                    Some(etherparse::TransportSlice::Tcp(t)),
+                ) => {
                     let h = ip.header();
                     let want = t.calc_checksum_ipv4(h.source(), h.destination()).unwrap();
                     assert_eq!(want, t.checksum());
                     tcp += 1;
                 }
-                (Some(etherparse::NetSlice::Ipv6(ip)), Some(etherparse::TransportSlice::Tcp(t))) => {
+                (
+                    Some(etherparse::NetSlice::Ipv6(ip)),
+                    Some(etherparse::TransportSlice::Tcp(t)),
+                ) => {
                     let h = ip.header();
-                    assert_eq!(t.calc_checksum_ipv6(h.source(), h.destination()).unwrap(), t.checksum());
+                    assert_eq!(
+                        t.calc_checksum_ipv6(h.source(), h.destination()).unwrap(),
+                        t.checksum()
+                    );
                     tcp += 1;
                 }
                 (Some(_), Some(_)) => {}
@@ -600,7 +802,10 @@ mod tests {
 
     #[test]
     fn raw_link_has_no_arp_and_no_padding() {
-        let c = BenchConfig { link: Link::Raw, ..cfg(20_000, 100, 3) };
+        let c = BenchConfig {
+            link: Link::Raw,
+            ..cfg(20_000, 100, 3)
+        };
         let (st, bytes) = generate(&c, Vec::new()).unwrap();
         for (_, f) in frames(&bytes) {
             assert!(f[0] >> 4 == 4 || f[0] >> 4 == 6);

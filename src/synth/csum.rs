@@ -17,7 +17,7 @@ impl Sum {
     /// Adds `data`, read as big-endian 16-bit words (an odd trailing byte is
     /// padded with zero, as the RFC prescribes for the end of the data).
     #[inline]
-    pub fn add(mut self, data: &[u8]) -> Self {
+    pub fn add_bytes(mut self, data: &[u8]) -> Self {
         let mut acc: u64 = self.0;
         let mut chunks = data.chunks_exact(8);
         for c in &mut chunks {
@@ -67,7 +67,7 @@ impl Sum {
 /// field zeroed, or an ICMPv4 message).
 #[inline]
 pub fn checksum(data: &[u8]) -> u16 {
-    Sum::new().add(data).finish()
+    Sum::new().add_bytes(data).finish()
 }
 
 #[cfg(test)]
@@ -116,7 +116,10 @@ mod tests {
     fn split_feeding_equals_whole() {
         let data: Vec<u8> = (0..101u32).map(|i| (i * 37 % 251) as u8).collect();
         let whole = checksum(&data);
-        let split = Sum::new().add(&data[..40]).add(&data[40..]).finish();
+        let split = Sum::new()
+            .add_bytes(&data[..40])
+            .add_bytes(&data[40..])
+            .finish();
         assert_eq!(whole, split);
     }
 }

@@ -22,7 +22,7 @@ pub mod bench;
 pub mod crafted;
 pub mod csum;
 pub mod flow;
-//pub mod fuzz;
+pub mod fuzz;
 pub mod packet;
 pub mod pcap;
 pub mod rng;

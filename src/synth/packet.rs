@@ -74,13 +74,13 @@ impl IpPair {
     fn pseudo_sum(&self, proto: u8, l4_len: u32) -> Sum {
         match self {
             IpPair::V4 { src, dst } => Sum::new()
-                .add(&src.octets())
-                .add(&dst.octets())
+                .add_bytes(&src.octets())
+                .add_bytes(&dst.octets())
                 .add_u16(proto as u16)
                 .add_u32(l4_len),
             IpPair::V6 { src, dst } => Sum::new()
-                .add(&src.octets())
-                .add(&dst.octets())
+                .add_bytes(&src.octets())
+                .add_bytes(&dst.octets())
                 .add_u32(l4_len)
                 .add_u16(proto as u16),
         }
@@ -618,7 +618,10 @@ impl<'a> Pkt<'a> {
                 (L4Spec::Icmp { .. }, Family::Ipv4) => Sum::new(),
                 _ => self.ips.pseudo_sum(proto, l4_len as u32),
             };
-            let mut c = base.add(&out[l4_start..]).add(self.payload).finish();
+            let mut c = base
+                .add_bytes(&out[l4_start..])
+                .add_bytes(self.payload)
+                .finish();
             if let L4Spec::Udp { .. } = self.l4 {
                 // UDP sends an all-ones checksum for a computed zero (RFC 768).
                 if c == 0 {

@@ -126,7 +126,10 @@ mod tests {
     use pcap_parser::traits::PcapReaderIterator;
     use pcap_parser::{LegacyPcapReader, PcapBlockOwned, PcapError};
 
-    fn read_back(bytes: &[u8]) -> (u32, i32, Vec<(u32, u32, u32, Vec<u8>)>) {
+    /// (seconds, fraction, original length, bytes) of one record.
+    type Rec = (u32, u32, u32, Vec<u8>);
+
+    fn read_back(bytes: &[u8]) -> (u32, i32, Vec<Rec>) {
         let mut rdr = LegacyPcapReader::new(65536, bytes).unwrap();
         let mut magic = 0;
         let mut lt = 0;
