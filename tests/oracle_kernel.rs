@@ -792,3 +792,128 @@ fn bad_inputs_are_errors() {
         other => panic!("{other:?}"),
     }
 }
+
+/// IPv6 host mode: the host's own packets leave through OUTPUT from an
+/// IPv6 raw socket.
+#[test]
+fn ipv6_local_output() {
+    let dir = tempfile::tempdir().unwrap();
+    let (c, h) = ("2001:db8:1::2", "2001:db8:1::1");
+    let pk = vec![
+        tcp6(c, h, 40000, 22, SYN, 1, 0),
+        tcp6(h, c, 22, 40000, SYN | ACK, 9, 2),
+        tcp6(c, h, 40000, 22, ACK, 2, 10),
+        icmp6(h, c, 128, 0, [0, 5, 0, 1], b"ping"),
+        icmp6(c, h, 129, 0, [0, 5, 0, 1], b"ping"),
+    ];
+    let cap = write_pcap(dir.path(), "h6.pcap", &pk);
+    let mut cfg = OracleConfig::new(cap);
+    cfg.locals.push(h.parse().unwrap());
+    let Some(rows) = kernel(&cfg) else {
+        return;
+    };
+    let ch: Vec<String> = rows
+        .iter()
+        .map(|r| oracle::row::chains(&r.chains))
+        .collect();
+    assert_eq!(
+        ch,
+        [
+            "PREROUTING>INPUT",
+            "OUTPUT>POSTROUTING",
+            "PREROUTING>INPUT",
+            "OUTPUT>POSTROUTING",
+            "PREROUTING>INPUT"
+        ]
+    );
+    assert_eq!(
+        cols(&rows[0]),
+        row(
+            "NEW",
+            "ORIGINAL",
+            "CONFIRMED",
+            "SYN_SENT",
+            "ACCEPT",
+            "filter:INPUT:policy"
+        )
+    );
+    assert_eq!(
+        cols(&rows[1]),
+        row(
+            "ESTABLISHED",
+            "REPLY",
+            "SEEN_REPLY|CONFIRMED",
+            "SYN_RECV",
+            "ACCEPT",
+            "filter:OUTPUT:policy"
+        )
+    );
+    assert_eq!(cols(&rows[2])[3], "ESTABLISHED");
+    assert_eq!(
+        cols(&rows[3]),
+        row(
+            "NEW",
+            "ORIGINAL",
+            "CONFIRMED",
+            "",
+            "ACCEPT",
+            "filter:OUTPUT:policy"
+        )
+    );
+    assert_eq!(
+        cols(&rows[4]),
+        row(
+            "ESTABLISHED",
+            "REPLY",
+            "SEEN_REPLY|CONFIRMED",
+            "",
+            "ACCEPT",
+            "filter:INPUT:policy"
+        )
+    );
+}
+
+/// With `realtime`, capture gaps are real time, so a short UDP timeout
+/// expires between request and reply (§7): the late reply starts a new entry
+/// with the roles swapped. Without it the reply is ESTABLISHED.
+#[test]
+fn realtime_lets_timeouts_expire() {
+    let dir = tempfile::tempdir().unwrap();
+    let (c, s) = ("10.0.1.2", "10.0.2.2");
+    // One packet per second: request, something unrelated, the reply.
+    let pk = vec![
+        udp4(c, s, 5000, 7000, b"req"),
+        udp4(c, s, 5001, 7001, b"other"),
+        udp4(s, c, 7000, 5000, b"rep"),
+    ];
+    let cap = write_pcap(dir.path(), "gap.pcap", &pk);
+    let mut cfg = forward_cfg(cap, None);
+    cfg.sysctls.push("nf_conntrack_udp_timeout=1".into());
+    let Some(rows) = kernel(&cfg) else {
+        return;
+    };
+    assert_eq!(
+        (rows[2].ctstate, rows[2].ctdir),
+        (
+            Some(ctsim::conntrack::CtState::Established),
+            Some(ctsim::conntrack::Dir::Reply)
+        )
+    );
+    cfg.realtime = true;
+    let t0 = std::time::Instant::now();
+    let Some(rows) = kernel(&cfg) else {
+        return;
+    };
+    assert!(t0.elapsed() >= std::time::Duration::from_secs(2));
+    assert_eq!(
+        cols(&rows[2]),
+        row(
+            "NEW",
+            "ORIGINAL",
+            "CONFIRMED",
+            "",
+            "ACCEPT",
+            "filter:FORWARD:policy"
+        )
+    );
+}
