@@ -996,8 +996,15 @@ fn judge(obs: &Observation, ip: &IpPacket, rules: &RuleMap, row: &mut KernelRow)
         row.notes.push("ip_rcv".into());
         return false;
     };
+    // Defrag (−400) holds a fragment right after our arrival probe (−490):
+    // nothing else is heard of it, not even a rule.
     let is_frag = ip.frag.is_some_and(|f| !f.is_atomic());
-    if is_frag && obs.hooks == [Hook::Prerouting] && obs.state_pre.is_none() && !obs.passed[0] {
+    let silent = obs.hooks.len() == 1
+        && obs.state_pre.is_none()
+        && obs.state_filter.is_none()
+        && !obs.passed[last.index()]
+        && obs.terminal[last.index()].is_none();
+    if is_frag && silent {
         row.verdict = Verdict::Defrag;
         return true;
     }
@@ -1037,9 +1044,6 @@ fn fill_entry(
     l4: L4Info,
     row: &mut KernelRow,
 ) -> Result<(), OracleError> {
-    if matches!(row.ctstate, Some(CtState::Untracked)) && row.chains.is_empty() {
-        return Ok(());
-    }
     let Some(tuple) = ip.tuple_with(l4) else {
         return Ok(());
     };
