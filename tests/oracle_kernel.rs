@@ -68,7 +68,16 @@ fn tcp_seg(sport: u16, dport: u16, flags: u8, seq: u32, ack: u32, data: &[u8]) -
     t
 }
 
-fn tcp4(src: &str, dst: &str, sport: u16, dport: u16, flags: u8, seq: u32, ack: u32, data: &[u8]) -> Vec<u8> {
+fn tcp4(
+    src: &str,
+    dst: &str,
+    sport: u16,
+    dport: u16,
+    flags: u8,
+    seq: u32,
+    ack: u32,
+    data: &[u8],
+) -> Vec<u8> {
     let mut t = tcp_seg(sport, dport, flags, seq, ack, data);
     l4_csum4(src, dst, 6, &mut t, 16);
     ip4(src, dst, 6, 1, 0x4000, &t)
@@ -259,22 +268,106 @@ fn tcp_reference_trace_forwarded() {
     assert_eq!(oracle::row::chains(&rows[10].chains), "PREROUTING>FORWARD");
     let sa = "SEEN_REPLY|ASSURED|CONFIRMED";
     let expect = [
-        row("NEW", "ORIGINAL", "CONFIRMED", "SYN_SENT", "ACCEPT", "filter:FORWARD:3"),
-        row("NEW", "ORIGINAL", "CONFIRMED", "SYN_SENT", "ACCEPT", "filter:FORWARD:3"),
-        row("ESTABLISHED", "REPLY", "SEEN_REPLY|CONFIRMED", "SYN_RECV", "ACCEPT", "filter:FORWARD:1"),
-        row("ESTABLISHED", "ORIGINAL", sa, "ESTABLISHED", "ACCEPT", "filter:FORWARD:1"),
-        row("ESTABLISHED", "ORIGINAL", sa, "ESTABLISHED", "ACCEPT", "filter:FORWARD:1"),
-        row("ESTABLISHED", "REPLY", sa, "ESTABLISHED", "ACCEPT", "filter:FORWARD:1"),
-        row("ESTABLISHED", "ORIGINAL", sa, "FIN_WAIT", "ACCEPT", "filter:FORWARD:1"),
-        row("ESTABLISHED", "REPLY", sa, "CLOSE_WAIT", "ACCEPT", "filter:FORWARD:1"),
-        row("ESTABLISHED", "REPLY", sa, "LAST_ACK", "ACCEPT", "filter:FORWARD:1"),
-        row("ESTABLISHED", "ORIGINAL", sa, "TIME_WAIT", "ACCEPT", "filter:FORWARD:1"),
+        row(
+            "NEW",
+            "ORIGINAL",
+            "CONFIRMED",
+            "SYN_SENT",
+            "ACCEPT",
+            "filter:FORWARD:3",
+        ),
+        row(
+            "NEW",
+            "ORIGINAL",
+            "CONFIRMED",
+            "SYN_SENT",
+            "ACCEPT",
+            "filter:FORWARD:3",
+        ),
+        row(
+            "ESTABLISHED",
+            "REPLY",
+            "SEEN_REPLY|CONFIRMED",
+            "SYN_RECV",
+            "ACCEPT",
+            "filter:FORWARD:1",
+        ),
+        row(
+            "ESTABLISHED",
+            "ORIGINAL",
+            sa,
+            "ESTABLISHED",
+            "ACCEPT",
+            "filter:FORWARD:1",
+        ),
+        row(
+            "ESTABLISHED",
+            "ORIGINAL",
+            sa,
+            "ESTABLISHED",
+            "ACCEPT",
+            "filter:FORWARD:1",
+        ),
+        row(
+            "ESTABLISHED",
+            "REPLY",
+            sa,
+            "ESTABLISHED",
+            "ACCEPT",
+            "filter:FORWARD:1",
+        ),
+        row(
+            "ESTABLISHED",
+            "ORIGINAL",
+            sa,
+            "FIN_WAIT",
+            "ACCEPT",
+            "filter:FORWARD:1",
+        ),
+        row(
+            "ESTABLISHED",
+            "REPLY",
+            sa,
+            "CLOSE_WAIT",
+            "ACCEPT",
+            "filter:FORWARD:1",
+        ),
+        row(
+            "ESTABLISHED",
+            "REPLY",
+            sa,
+            "LAST_ACK",
+            "ACCEPT",
+            "filter:FORWARD:1",
+        ),
+        row(
+            "ESTABLISHED",
+            "ORIGINAL",
+            sa,
+            "TIME_WAIT",
+            "ACCEPT",
+            "filter:FORWARD:1",
+        ),
         // A bare FIN starts nothing: INVALID, no entry, dropped by the policy.
         row("INVALID", "", "", "", "DROP", "filter:FORWARD:policy"),
         // UDP request; the port unreachable about it is RELATED (reply
         // direction) and does not touch the UDP entry (still unreplied).
-        row("NEW", "ORIGINAL", "CONFIRMED", "", "ACCEPT", "filter:FORWARD:4"),
-        row("RELATED", "REPLY", "CONFIRMED", "", "ACCEPT", "filter:FORWARD:1"),
+        row(
+            "NEW",
+            "ORIGINAL",
+            "CONFIRMED",
+            "",
+            "ACCEPT",
+            "filter:FORWARD:4",
+        ),
+        row(
+            "RELATED",
+            "REPLY",
+            "CONFIRMED",
+            "",
+            "ACCEPT",
+            "filter:FORWARD:1",
+        ),
         // Rejected and dropped NEW packets are never confirmed: no entry.
         row("NEW", "ORIGINAL", "", "", "REJECT", "filter:FORWARD:2"),
         row("NEW", "ORIGINAL", "", "", "DROP", "filter:FORWARD:policy"),
@@ -283,12 +376,34 @@ fn tcp_reference_trace_forwarded() {
         assert_eq!(&cols(r), e, "packet {}", r.packet);
     }
     assert_eq!(rows[10].reason, "invalid tcp flag combination");
-    assert!(rows.iter().filter(|r| r.packet != 11).all(|r| r.reason.is_empty()));
+    assert!(
+        rows.iter()
+            .filter(|r| r.packet != 11)
+            .all(|r| r.reason.is_empty())
+    );
     assert_eq!(oracle::row::chains(&rows[13].chains), "PREROUTING>FORWARD");
     // REJECT --reject-with tcp-reset makes the stack send a RST: suppressed.
-    assert!(rows[13].notes.contains(&"suppressed:1".to_string()), "{:?}", rows[13].notes);
+    assert!(
+        rows[13].notes.contains(&"suppressed:1".to_string()),
+        "{:?}",
+        rows[13].notes
+    );
     let rec = rows[0].record();
-    assert_eq!(&rec[..10], &["1", "1700000000.000000", "tcp", "10.0.1.2", "40000", "10.0.2.2", "80", "S", "40", fwd]);
+    assert_eq!(
+        &rec[..10],
+        &[
+            "1",
+            "1700000000.000000",
+            "tcp",
+            "10.0.1.2",
+            "40000",
+            "10.0.2.2",
+            "80",
+            "S",
+            "40",
+            fwd
+        ]
+    );
 }
 
 /// §1.5: a NEW packet dropped before confirm leaves no entry, so the answer
@@ -297,7 +412,11 @@ fn tcp_reference_trace_forwarded() {
 fn dropped_new_leaves_no_entry() {
     let dir = tempfile::tempdir().unwrap();
     let (c, s) = ("10.0.1.2", "10.0.2.2");
-    let pk = vec![udp4(c, s, 5000, 9999, b"x"), udp4(s, c, 9999, 5000, b"y"), udp4(c, s, 5000, 9999, b"z")];
+    let pk = vec![
+        udp4(c, s, 5000, 9999, b"x"),
+        udp4(s, c, 9999, 5000, b"y"),
+        udp4(c, s, 5000, 9999, b"z"),
+    ];
     let cap = write_pcap(dir.path(), "u.pcap", &pk);
     let rules = rules_file(
         dir.path(),
@@ -311,13 +430,33 @@ fn dropped_new_leaves_no_entry() {
     let Some(rows) = kernel(&forward_cfg(cap, Some(rules))) else {
         return;
     };
-    assert_eq!(cols(&rows[0]), row("NEW", "ORIGINAL", "", "", "DROP", "filter:FORWARD:1"));
-    assert_eq!(cols(&rows[1]), row("NEW", "ORIGINAL", "CONFIRMED", "", "ACCEPT", "filter:FROM_SERVERS:1"));
+    assert_eq!(
+        cols(&rows[0]),
+        row("NEW", "ORIGINAL", "", "", "DROP", "filter:FORWARD:1")
+    );
+    assert_eq!(
+        cols(&rows[1]),
+        row(
+            "NEW",
+            "ORIGINAL",
+            "CONFIRMED",
+            "",
+            "ACCEPT",
+            "filter:FROM_SERVERS:1"
+        )
+    );
     // Now the client's packet is the reply of the server's entry; conntrack
     // saw it (SEEN_REPLY) before FORWARD dropped it.
     assert_eq!(
         cols(&rows[2]),
-        row("ESTABLISHED", "REPLY", "SEEN_REPLY|CONFIRMED", "", "DROP", "filter:FORWARD:1")
+        row(
+            "ESTABLISHED",
+            "REPLY",
+            "SEEN_REPLY|CONFIRMED",
+            "",
+            "DROP",
+            "filter:FORWARD:1"
+        )
     );
 }
 
@@ -349,23 +488,68 @@ fn local_addresses_use_input_and_output() {
     let Some(rows) = kernel(&cfg) else {
         return;
     };
-    let ch: Vec<String> = rows.iter().map(|r| oracle::row::chains(&r.chains)).collect();
-    assert_eq!(ch, ["PREROUTING>INPUT", "OUTPUT>POSTROUTING", "PREROUTING>INPUT", "PREROUTING>INPUT", "OUTPUT"]);
-    assert_eq!(cols(&rows[0]), row("NEW", "ORIGINAL", "CONFIRMED", "SYN_SENT", "ACCEPT", "filter:INPUT:2"));
+    let ch: Vec<String> = rows
+        .iter()
+        .map(|r| oracle::row::chains(&r.chains))
+        .collect();
+    assert_eq!(
+        ch,
+        [
+            "PREROUTING>INPUT",
+            "OUTPUT>POSTROUTING",
+            "PREROUTING>INPUT",
+            "PREROUTING>INPUT",
+            "OUTPUT"
+        ]
+    );
+    assert_eq!(
+        cols(&rows[0]),
+        row(
+            "NEW",
+            "ORIGINAL",
+            "CONFIRMED",
+            "SYN_SENT",
+            "ACCEPT",
+            "filter:INPUT:2"
+        )
+    );
     assert_eq!(
         cols(&rows[1]),
-        row("ESTABLISHED", "REPLY", "SEEN_REPLY|CONFIRMED", "SYN_RECV", "ACCEPT", "filter:OUTPUT:policy")
+        row(
+            "ESTABLISHED",
+            "REPLY",
+            "SEEN_REPLY|CONFIRMED",
+            "SYN_RECV",
+            "ACCEPT",
+            "filter:OUTPUT:policy"
+        )
     );
     assert_eq!(
         cols(&rows[2]),
-        row("ESTABLISHED", "ORIGINAL", "SEEN_REPLY|ASSURED|CONFIRMED", "ESTABLISHED", "ACCEPT", "filter:INPUT:1")
+        row(
+            "ESTABLISHED",
+            "ORIGINAL",
+            "SEEN_REPLY|ASSURED|CONFIRMED",
+            "ESTABLISHED",
+            "ACCEPT",
+            "filter:INPUT:1"
+        )
     );
-    assert_eq!(cols(&rows[3]), row("NEW", "ORIGINAL", "", "", "DROP", "filter:INPUT:policy"));
-    assert_eq!(cols(&rows[4]), row("NEW", "ORIGINAL", "", "", "DROP", "filter:OUTPUT:1"));
+    assert_eq!(
+        cols(&rows[3]),
+        row("NEW", "ORIGINAL", "", "", "DROP", "filter:INPUT:policy")
+    );
+    assert_eq!(
+        cols(&rows[4]),
+        row("NEW", "ORIGINAL", "", "", "DROP", "filter:OUTPUT:1")
+    );
     // The host has no listener on port 22: its stack answers the delivered
     // SYN with a RST, which the oracle suppresses before conntrack (packet 2
     // still found the entry in SYN_SENT). Dropped packets get no answer.
-    let suppressed: Vec<bool> = rows.iter().map(|r| r.notes.contains(&"suppressed:1".to_string())).collect();
+    let suppressed: Vec<bool> = rows
+        .iter()
+        .map(|r| r.notes.contains(&"suppressed:1".to_string()))
+        .collect();
     assert_eq!(suppressed, [true, false, true, false, false]);
 }
 
@@ -378,7 +562,16 @@ fn fragments_share_the_datagram_verdict() {
     let mut u = udp_seg(5000, 53, &[0x61; 40]);
     l4_csum4(c, s, 17, &mut u, 6);
     // 48 bytes of UDP in fragments of 16 + 16 + 16, sent out of order.
-    let f = |off: usize, more: bool| ip4(c, s, 17, 77, (off as u16 / 8) | if more { 0x2000 } else { 0 }, &u[off..off + 16]);
+    let f = |off: usize, more: bool| {
+        ip4(
+            c,
+            s,
+            17,
+            77,
+            (off as u16 / 8) | if more { 0x2000 } else { 0 },
+            &u[off..off + 16],
+        )
+    };
     let pk = vec![
         f(16, true),
         f(0, true),
@@ -391,7 +584,19 @@ fn fragments_share_the_datagram_verdict() {
         return;
     };
     for r in &rows[..3] {
-        assert_eq!(cols(r), row("NEW", "ORIGINAL", "CONFIRMED", "", "ACCEPT", "filter:FORWARD:4"), "packet {}", r.packet);
+        assert_eq!(
+            cols(r),
+            row(
+                "NEW",
+                "ORIGINAL",
+                "CONFIRMED",
+                "",
+                "ACCEPT",
+                "filter:FORWARD:4"
+            ),
+            "packet {}",
+            r.packet
+        );
         assert!(r.notes.contains(&"fragment".to_string()), "{:?}", r.notes);
         assert_eq!(r.length, Some(36));
     }
@@ -413,7 +618,14 @@ fn ipv6_tracking_and_untracked_nd() {
         tcp6(c, s, 40000, 80, ACK, 2, 10),
         icmp6(c, s, 129, 0, [0, 7, 0, 1], b"pong"),
         // Neighbour solicitation for the host, to its solicited-node group.
-        icmp6("fe80::2", "ff02::1:ff00:1", 135, 0, [0; 4], &a6("2001:db8:1::1")),
+        icmp6(
+            "fe80::2",
+            "ff02::1:ff00:1",
+            135,
+            0,
+            [0; 4],
+            &a6("2001:db8:1::1"),
+        ),
         tcp6(c, s, 40001, 81, RST, 1, 0),
     ];
     let cap = write_pcap(dir.path(), "v6.pcap", &pk);
@@ -432,21 +644,51 @@ fn ipv6_tracking_and_untracked_nd() {
     let Some(rows) = kernel(&cfg) else {
         return;
     };
-    assert_eq!(cols(&rows[0]), row("NEW", "ORIGINAL", "CONFIRMED", "SYN_SENT", "ACCEPT", "filter:FORWARD:2"));
+    assert_eq!(
+        cols(&rows[0]),
+        row(
+            "NEW",
+            "ORIGINAL",
+            "CONFIRMED",
+            "SYN_SENT",
+            "ACCEPT",
+            "filter:FORWARD:2"
+        )
+    );
     assert_eq!(
         cols(&rows[1]),
-        row("ESTABLISHED", "REPLY", "SEEN_REPLY|CONFIRMED", "SYN_RECV", "ACCEPT", "filter:FORWARD:1")
+        row(
+            "ESTABLISHED",
+            "REPLY",
+            "SEEN_REPLY|CONFIRMED",
+            "SYN_RECV",
+            "ACCEPT",
+            "filter:FORWARD:1"
+        )
     );
     assert_eq!(
         cols(&rows[2]),
-        row("ESTABLISHED", "ORIGINAL", "SEEN_REPLY|ASSURED|CONFIRMED", "ESTABLISHED", "ACCEPT", "filter:FORWARD:1")
+        row(
+            "ESTABLISHED",
+            "ORIGINAL",
+            "SEEN_REPLY|ASSURED|CONFIRMED",
+            "ESTABLISHED",
+            "ACCEPT",
+            "filter:FORWARD:1"
+        )
     );
-    assert_eq!(cols(&rows[3]), row("INVALID", "", "", "", "DROP", "filter:FORWARD:policy"));
+    assert_eq!(
+        cols(&rows[3]),
+        row("INVALID", "", "", "", "DROP", "filter:FORWARD:policy")
+    );
     assert_eq!(rows[4].ctstate, Some(ctsim::conntrack::CtState::Untracked));
     assert_eq!(rows[4].ctdir, None);
     // A RST that would open a connection is INVALID.
     assert_eq!(rows[5].ctstate, Some(ctsim::conntrack::CtState::Invalid));
-    assert_eq!(rows[1].src, Some("2001:db8:2::2".parse::<IpAddr>().unwrap()));
+    assert_eq!(
+        rows[1].src,
+        Some("2001:db8:2::2".parse::<IpAddr>().unwrap())
+    );
 }
 
 /// Non-IP frames are reported, never injected; sysctls reach the firewall.
@@ -483,9 +725,20 @@ fn ethernet_arp_and_sysctls() {
         return;
     };
     assert_eq!(rows[0].verdict, Verdict::NotIp);
-    assert_eq!(cols(&rows[1]), row("NEW", "ORIGINAL", "CONFIRMED", "ESTABLISHED", "ACCEPT", "filter:FORWARD:policy"));
+    assert_eq!(
+        cols(&rows[1]),
+        row(
+            "NEW",
+            "ORIGINAL",
+            "CONFIRMED",
+            "ESTABLISHED",
+            "ACCEPT",
+            "filter:FORWARD:policy"
+        )
+    );
     let mut cfg = forward_cfg(cap, None);
-    cfg.sysctls.push("net.netfilter.nf_conntrack_tcp_loose=0".into());
+    cfg.sysctls
+        .push("net.netfilter.nf_conntrack_tcp_loose=0".into());
     let Some(rows) = kernel(&cfg) else {
         return;
     };
@@ -498,11 +751,19 @@ fn ethernet_arp_and_sysctls() {
 fn bad_inputs_are_errors() {
     let dir = tempfile::tempdir().unwrap();
     let mut cfg = OracleConfig::new(dir.path().join("missing.pcap"));
-    assert!(matches!(cfg.add_iface("eth0"), Err(OracleError::BadIface(_))));
-    assert!(matches!(cfg.add_iface("averyveryverylongname=10.0.0.0/8"), Err(OracleError::BadIface(_))));
+    assert!(matches!(
+        cfg.add_iface("eth0"),
+        Err(OracleError::BadIface(_))
+    ));
+    assert!(matches!(
+        cfg.add_iface("averyveryverylongname=10.0.0.0/8"),
+        Err(OracleError::BadIface(_))
+    ));
     cfg.sysctls.push("nf_conntrack_bogus=1".into());
     match oracle::run(&cfg) {
-        Err(OracleError::NotRoot) => eprintln!("\n*** SKIPPED part of bad_inputs_are_errors: not root ***\n"),
+        Err(OracleError::NotRoot) => {
+            eprintln!("\n*** SKIPPED part of bad_inputs_are_errors: not root ***\n")
+        }
         Err(OracleError::Sysctl { .. }) => {}
         other => panic!("{other:?}"),
     }
@@ -512,12 +773,147 @@ fn bad_inputs_are_errors() {
         Err(OracleError::Capture { .. }) => {}
         other => panic!("{other:?}"),
     }
-    let cap = write_pcap(dir.path(), "one.pcap", &[udp4("10.0.1.2", "10.0.2.2", 1, 2, b"")]);
+    let cap = write_pcap(
+        dir.path(),
+        "one.pcap",
+        &[udp4("10.0.1.2", "10.0.2.2", 1, 2, b"")],
+    );
     let mut cfg = OracleConfig::new(cap);
-    cfg.rules = Some(rules_file(dir.path(), "bad.sh", "iptables -F\nfor x in 1 2; do echo; done\n"));
+    cfg.rules = Some(rules_file(
+        dir.path(),
+        "bad.sh",
+        "iptables -F\nfor x in 1 2; do echo; done\n",
+    ));
     match oracle::run(&cfg) {
         Err(OracleError::RuleLine { line: 2, .. }) => {}
-        Err(e @ (OracleError::NotRoot | OracleError::NoNetns(_))) => eprintln!("\n*** SKIPPED: {e} ***\n"),
+        Err(e @ (OracleError::NotRoot | OracleError::NoNetns(_))) => {
+            eprintln!("\n*** SKIPPED: {e} ***\n")
+        }
         other => panic!("{other:?}"),
     }
+}
+
+/// IPv6 host mode: the host's own packets leave through OUTPUT from an
+/// IPv6 raw socket.
+#[test]
+fn ipv6_local_output() {
+    let dir = tempfile::tempdir().unwrap();
+    let (c, h) = ("2001:db8:1::2", "2001:db8:1::1");
+    let pk = vec![
+        tcp6(c, h, 40000, 22, SYN, 1, 0),
+        tcp6(h, c, 22, 40000, SYN | ACK, 9, 2),
+        tcp6(c, h, 40000, 22, ACK, 2, 10),
+        icmp6(h, c, 128, 0, [0, 5, 0, 1], b"ping"),
+        icmp6(c, h, 129, 0, [0, 5, 0, 1], b"ping"),
+    ];
+    let cap = write_pcap(dir.path(), "h6.pcap", &pk);
+    let mut cfg = OracleConfig::new(cap);
+    cfg.locals.push(h.parse().unwrap());
+    let Some(rows) = kernel(&cfg) else {
+        return;
+    };
+    let ch: Vec<String> = rows
+        .iter()
+        .map(|r| oracle::row::chains(&r.chains))
+        .collect();
+    assert_eq!(
+        ch,
+        [
+            "PREROUTING>INPUT",
+            "OUTPUT>POSTROUTING",
+            "PREROUTING>INPUT",
+            "OUTPUT>POSTROUTING",
+            "PREROUTING>INPUT"
+        ]
+    );
+    assert_eq!(
+        cols(&rows[0]),
+        row(
+            "NEW",
+            "ORIGINAL",
+            "CONFIRMED",
+            "SYN_SENT",
+            "ACCEPT",
+            "filter:INPUT:policy"
+        )
+    );
+    assert_eq!(
+        cols(&rows[1]),
+        row(
+            "ESTABLISHED",
+            "REPLY",
+            "SEEN_REPLY|CONFIRMED",
+            "SYN_RECV",
+            "ACCEPT",
+            "filter:OUTPUT:policy"
+        )
+    );
+    assert_eq!(cols(&rows[2])[3], "ESTABLISHED");
+    assert_eq!(
+        cols(&rows[3]),
+        row(
+            "NEW",
+            "ORIGINAL",
+            "CONFIRMED",
+            "",
+            "ACCEPT",
+            "filter:OUTPUT:policy"
+        )
+    );
+    assert_eq!(
+        cols(&rows[4]),
+        row(
+            "ESTABLISHED",
+            "REPLY",
+            "SEEN_REPLY|CONFIRMED",
+            "",
+            "ACCEPT",
+            "filter:INPUT:policy"
+        )
+    );
+}
+
+/// With `realtime`, capture gaps are real time, so a short UDP timeout
+/// expires between request and reply (§7): the late reply starts a new entry
+/// with the roles swapped. Without it the reply is ESTABLISHED.
+#[test]
+fn realtime_lets_timeouts_expire() {
+    let dir = tempfile::tempdir().unwrap();
+    let (c, s) = ("10.0.1.2", "10.0.2.2");
+    // One packet per second: request, something unrelated, the reply.
+    let pk = vec![
+        udp4(c, s, 5000, 7000, b"req"),
+        udp4(c, s, 5001, 7001, b"other"),
+        udp4(s, c, 7000, 5000, b"rep"),
+    ];
+    let cap = write_pcap(dir.path(), "gap.pcap", &pk);
+    let mut cfg = forward_cfg(cap, None);
+    cfg.sysctls.push("nf_conntrack_udp_timeout=1".into());
+    let Some(rows) = kernel(&cfg) else {
+        return;
+    };
+    assert_eq!(
+        (rows[2].ctstate, rows[2].ctdir),
+        (
+            Some(ctsim::conntrack::CtState::Established),
+            Some(ctsim::conntrack::Dir::Reply)
+        )
+    );
+    cfg.realtime = true;
+    let t0 = std::time::Instant::now();
+    let Some(rows) = kernel(&cfg) else {
+        return;
+    };
+    assert!(t0.elapsed() >= std::time::Duration::from_secs(2));
+    assert_eq!(
+        cols(&rows[2]),
+        row(
+            "NEW",
+            "ORIGINAL",
+            "CONFIRMED",
+            "",
+            "ACCEPT",
+            "filter:FORWARD:policy"
+        )
+    );
 }

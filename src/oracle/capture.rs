@@ -125,7 +125,7 @@ impl IpPacket {
     }
 
     /// Key identifying the datagram a fragment belongs to.
-    pub fn frag_key(&self) -> Option<(IpAddr, IpAddr, u8, u32)> {
+    pub fn frag_key(&self) -> Option<super::DatagramKey> {
         let f = self.frag?;
         let proto = if self.family == Family::Ipv4 {
             self.proto

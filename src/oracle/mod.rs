@@ -692,10 +692,8 @@ impl Observation {
         let kind = parts.next().unwrap_or(b"");
         let hook = parts.next().and_then(nft::hook_from_tag);
         match (kind, hook) {
-            (b"F", _) => {
-                if payload.get(4..6) == Some(&fence_seq.to_be_bytes()[..]) {
-                    self.fence = true;
-                }
+            (b"F", _) if payload.get(4..6) == Some(&fence_seq.to_be_bytes()[..]) => {
+                self.fence = true
             }
             (b"GEN", _) => self.generated += 1,
             (b"A" | b"E", Some(h)) => self.enter(h),
@@ -768,11 +766,14 @@ impl Observation {
     }
 }
 
+/// A datagram's identity: (src, dst, IPv4 protocol or 0, fragment id).
+type DatagramKey = (IpAddr, IpAddr, u8, u32);
+
 /// Bookkeeping for fragments held by defrag.
 #[derive(Default)]
 struct Fragments {
-    /// Datagram key → rows still waiting, and the first fragment's L4.
-    pending: HashMap<(IpAddr, IpAddr, u8, u32), (Vec<usize>, Option<L4Info>)>,
+    /// Rows still waiting for their datagram, and the first fragment's L4.
+    pending: HashMap<DatagramKey, (Vec<usize>, Option<L4Info>)>,
 }
 
 fn rule_text(rules: &RuleMap, d: &Decision) -> (String, bool) {
@@ -995,8 +996,15 @@ fn judge(obs: &Observation, ip: &IpPacket, rules: &RuleMap, row: &mut KernelRow)
         row.notes.push("ip_rcv".into());
         return false;
     };
+    // Defrag (−400) holds a fragment right after our arrival probe (−490):
+    // nothing else is heard of it, not even a rule.
     let is_frag = ip.frag.is_some_and(|f| !f.is_atomic());
-    if is_frag && obs.hooks == [Hook::Prerouting] && obs.state_pre.is_none() && !obs.passed[0] {
+    let silent = obs.hooks.len() == 1
+        && obs.state_pre.is_none()
+        && obs.state_filter.is_none()
+        && !obs.passed[last.index()]
+        && obs.terminal[last.index()].is_none();
+    if is_frag && silent {
         row.verdict = Verdict::Defrag;
         return true;
     }
@@ -1036,9 +1044,6 @@ fn fill_entry(
     l4: L4Info,
     row: &mut KernelRow,
 ) -> Result<(), OracleError> {
-    if matches!(row.ctstate, Some(CtState::Untracked)) && row.chains.is_empty() {
-        return Ok(());
-    }
     let Some(tuple) = ip.tuple_with(l4) else {
         return Ok(());
     };
@@ -1051,4 +1056,223 @@ fn fill_entry(
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn udp_packet(frag: u16) -> IpPacket {
+        let mut p = vec![
+            0x45, 0, 0, 36, 0, 9, 0, 0, 64, 17, 0, 0, 10, 0, 0, 1, 10, 0, 0, 2,
+        ];
+        p[6..8].copy_from_slice(&frag.to_be_bytes());
+        p.extend([0x13, 0x88, 0, 53, 0, 16, 0, 0]);
+        p.extend([0u8; 8]);
+        capture::decode_frame(1, Timestamp(0), 101, &p).ip.unwrap()
+    }
+
+    fn blank_row() -> KernelRow {
+        let p = CapturedPacket {
+            index: 1,
+            ts: Timestamp(0),
+            src_mac: None,
+            group_dst_mac: None,
+            ip: Err("x"),
+        };
+        KernelRow::from_packet(&p)
+    }
+
+    fn feed(obs: &mut Observation, prefixes: &[&str]) {
+        for p in prefixes {
+            obs.on_probe(p.as_bytes(), &[], 0);
+        }
+    }
+
+    const LISTING: &str = "table ip filter { # handle 1\n\tchain FORWARD { # handle 1\n\
+        \t\ttype filter hook forward priority filter; policy drop;\n\
+        \t\tct state established counter packets 0 bytes 0 accept # handle 4\n\
+        \t\ttcp dport 22 counter packets 0 bytes 0 reject with tcp reset # handle 5\n\t}\n}\n";
+
+    fn trace(
+        obs: &mut Observation,
+        table: &str,
+        chain: &str,
+        kind: u32,
+        handle: Option<u64>,
+        v: i32,
+    ) {
+        let t = netlink::Trace {
+            nfproto: 2,
+            table: table.as_bytes(),
+            chain: chain.as_bytes(),
+            handle,
+            kind,
+            verdict: (kind == netlink::TRACE_RULE).then_some(v),
+            policy: (kind == netlink::TRACE_POLICY).then_some(v as u32),
+        };
+        obs.on_trace(&t);
+    }
+
+    #[test]
+    fn accepted_forward_names_the_filter_rule() {
+        let rules = nft::parse_ruleset(LISTING);
+        let mut obs = Observation::default();
+        feed(
+            &mut obs,
+            &[
+                "A|PRE",
+                "S|PRE|ESTABLISHED|REPLY",
+                "O|PRE",
+                "S|FWD|ESTABLISHED|REPLY",
+            ],
+        );
+        trace(
+            &mut obs,
+            "filter",
+            "FORWARD",
+            netlink::TRACE_RULE,
+            Some(4),
+            1,
+        );
+        trace(
+            &mut obs,
+            nft::TABLE,
+            "fwd_ok",
+            netlink::TRACE_POLICY,
+            None,
+            1,
+        );
+        feed(&mut obs, &["O|FWD", "E|POST", "O|POST"]);
+        let mut row = blank_row();
+        assert!(!judge(&obs, &udp_packet(0), &rules, &mut row));
+        assert_eq!(row.verdict, Verdict::Accept);
+        assert_eq!(row::chains(&row.chains), "PREROUTING>FORWARD>POSTROUTING");
+        assert_eq!(
+            (row.ctstate, row.ctdir),
+            (Some(CtState::Established), Some(Dir::Reply))
+        );
+        assert_eq!(row.rule.as_deref(), Some("filter:FORWARD:1"));
+    }
+
+    #[test]
+    fn reject_policy_routing_and_ip_rcv() {
+        let rules = nft::parse_ruleset(LISTING);
+        let mut obs = Observation::default();
+        feed(
+            &mut obs,
+            &[
+                "A|PRE",
+                "S|PRE|NEW|ORIGINAL",
+                "O|PRE",
+                "S|FWD|NEW|ORIGINAL",
+                "GEN",
+            ],
+        );
+        trace(
+            &mut obs,
+            "filter",
+            "FORWARD",
+            netlink::TRACE_RULE,
+            Some(5),
+            0,
+        );
+        let mut row = blank_row();
+        judge(&obs, &udp_packet(0), &rules, &mut row);
+        assert_eq!(row.verdict, Verdict::Reject);
+        assert_eq!(row.rule.as_deref(), Some("filter:FORWARD:2"));
+        assert_eq!(row.notes, ["x", "suppressed:1"]);
+
+        obs.clear();
+        feed(
+            &mut obs,
+            &["A|PRE", "S|PRE|NEW|ORIGINAL", "O|PRE", "S|FWD|NEW|ORIGINAL"],
+        );
+        trace(
+            &mut obs,
+            "filter",
+            "FORWARD",
+            netlink::TRACE_POLICY,
+            None,
+            0,
+        );
+        let mut row = blank_row();
+        judge(&obs, &udp_packet(0), &rules, &mut row);
+        assert_eq!(
+            (row.verdict, row.rule.as_deref()),
+            (Verdict::Drop, Some("filter:FORWARD:policy"))
+        );
+
+        obs.clear();
+        feed(&mut obs, &["A|PRE", "S|PRE|UNTRACKED|", "O|PRE"]);
+        let mut row = blank_row();
+        judge(&obs, &udp_packet(0), &rules, &mut row);
+        assert_eq!((row.verdict, row.rule.as_deref()), (Verdict::Drop, None));
+        assert_eq!((row.ctstate, row.ctdir), (Some(CtState::Untracked), None));
+        assert!(row.notes.contains(&"routing".to_string()));
+
+        obs.clear();
+        let mut row = blank_row();
+        judge(&obs, &udp_packet(0), &rules, &mut row);
+        assert_eq!(row.verdict, Verdict::Drop);
+        assert!(row.chains.is_empty() && row.notes.contains(&"ip_rcv".to_string()));
+    }
+
+    #[test]
+    fn held_fragment_and_invalid_reason() {
+        let rules = RuleMap::default();
+        let mut obs = Observation::default();
+        feed(&mut obs, &["A|PRE"]);
+        let mut row = blank_row();
+        assert!(judge(&obs, &udp_packet(0x2000), &rules, &mut row));
+        assert_eq!(row.verdict, Verdict::Defrag);
+        // Not a fragment: dropped in PREROUTING before conntrack, no rule.
+        let mut row = blank_row();
+        assert!(!judge(&obs, &udp_packet(0), &rules, &mut row));
+        assert_eq!(row.verdict, Verdict::Drop);
+
+        obs.on_log0(b"nf_ct_proto_6: invalid tcp flag combination ");
+        obs.on_log0(b"nf_ct_ftp: dropping packet: partial 227 ");
+        obs.on_log0(b"my nflog prefix");
+        assert_eq!(
+            obs.reasons,
+            [
+                "invalid tcp flag combination",
+                "dropping packet: partial 227"
+            ]
+        );
+        assert_eq!(obs.user_logs, ["nflog:my nflog prefix"]);
+    }
+
+    #[test]
+    fn fence_matches_only_its_sequence() {
+        let mut obs = Observation::default();
+        let f = fence_packet(7);
+        obs.on_probe(b"F", &f, 6);
+        assert!(!obs.fence);
+        obs.on_probe(b"F", &f, 7);
+        assert!(obs.fence);
+    }
+
+    #[test]
+    fn iface_specs_and_plan() {
+        let mut cfg = OracleConfig::new("x.pcap");
+        cfg.add_iface("eth1=10.0.0.0/8").unwrap();
+        cfg.add_iface("eth2=10.1.0.0/16").unwrap();
+        cfg.add_iface("eth1=2001:db8::/32").unwrap();
+        cfg.add_iface("wan0=192.0.2.1").unwrap();
+        assert_eq!(cfg.ifaces.len(), 3);
+        assert!(cfg.add_iface("lo=10.0.0.0/8").is_err());
+        assert!(cfg.add_iface("eth 0=10.0.0.0/8").is_err());
+        assert!(cfg.add_iface("eth0=10.0.0.0/33").is_err());
+        let plan = Plan::new(&cfg, &[]);
+        let at = |a: &str| plan.iface_of(a.parse().unwrap());
+        assert_eq!(at("10.1.2.3"), 1);
+        assert_eq!(at("10.2.2.3"), 0);
+        assert_eq!(at("2001:db8::1"), 0);
+        assert_eq!(at("192.0.2.1"), 2);
+        assert_eq!(at("8.8.8.8"), 0);
+        assert!(!routable("224.0.0.1".parse().unwrap()) && !routable("240.0.0.1".parse().unwrap()));
+        assert!(routable("fe80::1".parse().unwrap()) && !routable("ff02::1".parse().unwrap()));
+    }
 }

@@ -12,7 +12,9 @@
 //! Priorities: arrival at −490 (−495 on output: before defrag −400, raw −300,
 //! conntrack −200); prerouting/output state probes at −199 (just after
 //! conntrack); input/forward state probes at −490 (entry of the hook); the
-//! "passed" probes at `i32::MAX`. The table must be loaded before anything
+//! "passed" probes at `i32::MAX`. Every probe rule ends its chain with
+//! `accept` (which only ends our chain, not the hook): it halves the trace
+//! events our own chains cause when nftrace is on. The table must be loaded before anything
 //! else enables conntrack in the namespace: hooks of equal priority run in
 //! reverse registration order, so ours (registered first) then run after
 //! conntrack's confirm at `INT_MAX`, and a packet that confirm drops is not
@@ -108,7 +110,7 @@ pub(crate) fn probe_table(v6: bool, trace: bool) -> String {
         );
     }
     s.push_str(nftrace);
-    log(&mut s, "A|PRE", "");
+    log(&mut s, "A|PRE", " accept");
     s.push_str("  }\n");
 
     for (name, hook, prio, h) in [
@@ -143,11 +145,11 @@ pub(crate) fn probe_table(v6: bool, trace: bool) -> String {
     }
     s.push_str("    meta mark set 0\n");
     s.push_str(nftrace);
-    log(&mut s, "A|OUT", "");
+    log(&mut s, "A|OUT", " accept");
     s.push_str("  }\n");
 
     chain_head(&mut s, "post_ent", "postrouting", -490);
-    log(&mut s, "E|POST", "");
+    log(&mut s, "E|POST", " accept");
     s.push_str("  }\n");
 
     for (name, hook, h) in [
@@ -158,7 +160,7 @@ pub(crate) fn probe_table(v6: bool, trace: bool) -> String {
         ("post_ok", "postrouting", Hook::Postrouting),
     ] {
         chain_head(&mut s, name, hook, last);
-        log(&mut s, &format!("O|{}", hook_tag(h)), "");
+        log(&mut s, &format!("O|{}", hook_tag(h)), " accept");
         s.push_str("  }\n");
     }
     s.push_str("}\n");

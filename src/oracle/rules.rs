@@ -120,8 +120,11 @@ pub(crate) fn parse(text: &str, path: &Path) -> Result<RulesFile, OracleError> {
         let Some(cmd) = w.first() else {
             continue;
         };
+        // A path or a bare name; `VAR=…` or `$VAR` are shell, not iptables.
         let base = cmd.rsplit('/').next().unwrap_or(cmd);
+        let plain = !cmd.contains(['=', '$']) && (!cmd.contains('/') || cmd.starts_with('/'));
         let v6 = match base {
+            _ if !plain => return Err(bad(start, &full)),
             "iptables" | "iptables-nft" | "iptables-legacy" => false,
             "ip6tables" | "ip6tables-nft" | "ip6tables-legacy" => true,
             _ => return Err(bad(start, &full)),
@@ -197,7 +200,7 @@ mod tests {
             ]
         );
         assert_eq!(split_words("a 'x y'z").unwrap(), vec!["a", "x yz"]);
-        assert_eq!(split_words("a 'x").is_none(), true);
+        assert!(split_words("a 'x").is_none());
     }
 
     #[test]
@@ -225,6 +228,8 @@ mod tests {
         );
         let e = parse("iptables -F\nIPT=/sbin/iptables\n", p).unwrap_err();
         assert!(matches!(e, OracleError::RuleLine { line: 2, .. }), "{e}");
+        let e = parse("$IPT -F\n", p).unwrap_err();
+        assert!(matches!(e, OracleError::RuleLine { line: 1, .. }), "{e}");
     }
 
     #[test]
