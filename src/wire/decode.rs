@@ -63,8 +63,14 @@ fn family_name(f: Option<Family>) -> &'static str {
     }
 }
 
-fn decode_family<'a>(ip: &'a [u8], family: Option<Family>, link: LinkInfo) -> Result<Packet<'a>, DecodeError> {
-    let on_wire = link.wire_len.map_or(ip.len(), |w| (w as usize).max(ip.len()));
+fn decode_family<'a>(
+    ip: &'a [u8],
+    family: Option<Family>,
+    link: LinkInfo,
+) -> Result<Packet<'a>, DecodeError> {
+    let on_wire = link
+        .wire_len
+        .map_or(ip.len(), |w| (w as usize).max(ip.len()));
     let Some(&first) = ip.first() else {
         return Err(if on_wire == 0 {
             DecodeError::BadIpHeader {
@@ -100,7 +106,11 @@ fn decode_family<'a>(ip: &'a [u8], family: Option<Family>, link: LinkInfo) -> Re
         None => match version {
             4 => Family::Ipv4,
             6 => Family::Ipv6,
-            v => return Err(DecodeError::NotIp { what: NotIp::RawVersion(v) }),
+            v => {
+                return Err(DecodeError::NotIp {
+                    what: NotIp::RawVersion(v),
+                });
+            }
         },
     };
     match family {
@@ -110,11 +120,17 @@ fn decode_family<'a>(ip: &'a [u8], family: Option<Family>, link: LinkInfo) -> Re
 }
 
 fn bad4(why: IpHeaderProblem) -> DecodeError {
-    DecodeError::BadIpHeader { family: "IPv4", why }
+    DecodeError::BadIpHeader {
+        family: "IPv4",
+        why,
+    }
 }
 
 fn bad6(why: IpHeaderProblem) -> DecodeError {
-    DecodeError::BadIpHeader { family: "IPv6", why }
+    DecodeError::BadIpHeader {
+        family: "IPv6",
+        why,
+    }
 }
 
 /// The order of checks follows `ip_rcv_core`: minimal header present,
@@ -276,10 +292,12 @@ fn ipv6<'a>(ip: &'a [u8], on_wire: usize, link: LinkInfo) -> Result<Packet<'a>, 
     if next == NEXTHDR_HOP {
         check_hop_by_hop(data, ip_len)?;
     }
-    let walk = walk_ext_headers(data, ip_len, next, 40).map_err(|(needed, have)| DecodeError::Truncated {
-        layer: "IPv6 extension header",
-        needed,
-        have,
+    let walk = walk_ext_headers(data, ip_len, next, 40).map_err(|(needed, have)| {
+        DecodeError::Truncated {
+            layer: "IPv6 extension header",
+            needed,
+            have,
+        }
     })?;
     let l4 = match walk.end {
         WalkEnd::Upper => l4(Family::Ipv6, walk.proto, data, walk.offset, ip_len)?,
@@ -403,7 +421,12 @@ pub(crate) fn walk_ext_headers(
                 let hdrlen = match nh {
                     NEXTHDR_FRAGMENT => {
                         let fo = u16::from_be_bytes([data[off + 2], data[off + 3]]);
-                        let id = u32::from_be_bytes([data[off + 4], data[off + 5], data[off + 6], data[off + 7]]);
+                        let id = u32::from_be_bytes([
+                            data[off + 4],
+                            data[off + 5],
+                            data[off + 6],
+                            data[off + 7],
+                        ]);
                         w.frag = Some(Fragment {
                             id,
                             offset: (fo & !7) as u32,
@@ -450,20 +473,34 @@ pub(crate) fn walk_ext_headers(
 
 /// The L4 view of the datagram `data` (captured bytes, at most `ip_len`)
 /// whose L4 header starts at `off`.
-fn l4(family: Family, proto: u8, data: &[u8], off: usize, ip_len: usize) -> Result<L4<'_>, DecodeError> {
+fn l4(
+    family: Family,
+    proto: u8,
+    data: &[u8],
+    off: usize,
+    ip_len: usize,
+) -> Result<L4<'_>, DecodeError> {
     let l4_len = ip_len.saturating_sub(off);
     let seg = data.get(off..).unwrap_or(&[]);
     match (proto, family) {
         (ipproto::TCP, _) => tcp(seg, l4_len),
         (ipproto::UDP, _) => udp(seg, l4_len),
-        (ipproto::ICMP, Family::Ipv4) => icmp(seg, l4_len).map(|i| i.map_or(L4::Malformed, L4::Icmp)),
-        (ipproto::ICMPV6, Family::Ipv6) => icmp(seg, l4_len).map(|i| i.map_or(L4::Malformed, L4::Icmpv6)),
+        (ipproto::ICMP, Family::Ipv4) => {
+            icmp(seg, l4_len).map(|i| i.map_or(L4::Malformed, L4::Icmp))
+        }
+        (ipproto::ICMPV6, Family::Ipv6) => {
+            icmp(seg, l4_len).map(|i| i.map_or(L4::Malformed, L4::Icmpv6))
+        }
         _ => Ok(L4::Other),
     }
 }
 
 fn cut(layer: &'static str, needed: usize, have: usize) -> DecodeError {
-    DecodeError::Truncated { layer, needed, have }
+    DecodeError::Truncated {
+        layer,
+        needed,
+        have,
+    }
 }
 
 /// `tcp_error`'s structural checks: a header shorter than 20 bytes, a data

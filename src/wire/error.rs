@@ -14,7 +14,10 @@ use thiserror::Error;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Error)]
 #[non_exhaustive]
 pub enum DecodeError {
-    #[error("link type {linktype} is not supported; supported: {}", Linktype::supported_list())]
+    #[error(
+        "link type {linktype} is not supported; supported: {}",
+        Linktype::supported_list()
+    )]
     UnsupportedLinktype { linktype: Linktype },
     /// ARP, LLDP, LLC, … — netfilter's IP hooks never see it.
     #[error("not IP: {what}")]
@@ -119,17 +122,28 @@ impl fmt::Display for IpHeaderProblem {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match *self {
             IpHeaderProblem::ShorterThanHeader { on_wire, minimum } => {
-                write!(f, "only {on_wire} bytes, less than the {minimum}-byte header")
+                write!(
+                    f,
+                    "only {on_wire} bytes, less than the {minimum}-byte header"
+                )
             }
             IpHeaderProblem::Version { expected, found } => {
                 write!(f, "version {found} where the link layer says IPv{expected}")
             }
-            IpHeaderProblem::Ihl { ihl } => write!(f, "header length {ihl} (in 32-bit words) is below 5"),
+            IpHeaderProblem::Ihl { ihl } => {
+                write!(f, "header length {ihl} (in 32-bit words) is below 5")
+            }
             IpHeaderProblem::TotalLengthBelowHeader { total, header } => {
-                write!(f, "total length {total} is below the header length {header}")
+                write!(
+                    f,
+                    "total length {total} is below the header length {header}"
+                )
             }
             IpHeaderProblem::LongerThanFrame { ip_len, on_wire } => {
-                write!(f, "length {ip_len} exceeds the {on_wire} bytes the frame carried")
+                write!(
+                    f,
+                    "length {ip_len} exceeds the {on_wire} bytes the frame carried"
+                )
             }
             IpHeaderProblem::MulticastSource => f.write_str("multicast source address"),
             IpHeaderProblem::MulticastScopeZero => {

@@ -69,7 +69,11 @@ fn l4_need(proto: u8, family: Family) -> usize {
 /// Parses the quoted packet from `body` (the captured bytes after the
 /// 8-byte ICMP header); `in_datagram` is how many body bytes the datagram
 /// really has.
-pub(crate) fn parse_inner(body: &[u8], in_datagram: usize, family: Family) -> Result<InnerPacket, InnerError> {
+pub(crate) fn parse_inner(
+    body: &[u8],
+    in_datagram: usize,
+    family: Family,
+) -> Result<InnerPacket, InnerError> {
     let check = |need: usize| {
         if need > in_datagram {
             Err(InnerError::HeaderMissing {
@@ -77,7 +81,10 @@ pub(crate) fn parse_inner(body: &[u8], in_datagram: usize, family: Family) -> Re
                 have: in_datagram,
             })
         } else if need > body.len() {
-            Err(InnerError::CutByCapture { need, have: body.len() })
+            Err(InnerError::CutByCapture {
+                need,
+                have: body.len(),
+            })
         } else {
             Ok(())
         }
@@ -95,7 +102,13 @@ pub(crate) fn parse_inner(body: &[u8], in_datagram: usize, family: Family) -> Re
             }
             let src = Ipv4Addr::new(body[12], body[13], body[14], body[15]);
             let dst = Ipv4Addr::new(body[16], body[17], body[18], body[19]);
-            (IpAddr::V4(src), IpAddr::V4(dst), body[9], ihl, frag_off != 0)
+            (
+                IpAddr::V4(src),
+                IpAddr::V4(dst),
+                body[9],
+                ihl,
+                frag_off != 0,
+            )
         }
         Family::Ipv6 => {
             check(40)?;
@@ -153,7 +166,10 @@ pub(crate) fn parse_inner(body: &[u8], in_datagram: usize, family: Family) -> Re
     }
     let l4 = &body[l4_off..];
     if need == 4 {
-        inner.ports = Some((u16::from_be_bytes([l4[0], l4[1]]), u16::from_be_bytes([l4[2], l4[3]])));
+        inner.ports = Some((
+            u16::from_be_bytes([l4[0], l4[1]]),
+            u16::from_be_bytes([l4[2], l4[3]]),
+        ));
     } else {
         inner.icmp = Some((l4[0], l4[1], u16::from_be_bytes([l4[4], l4[5]])));
     }

@@ -88,20 +88,28 @@ fn ethernet(data: &[u8]) -> Result<Link, DecodeError> {
 
 /// Follows 802.1Q, 802.1ad and the old QinQ tag types; the simulated host is
 /// assumed to see the untagged packet (tags stripped by its VLAN device).
-fn skip_vlan_tags(data: &[u8], mut offset: usize, mut ethertype: u16) -> Result<(usize, u16), DecodeError> {
+fn skip_vlan_tags(
+    data: &[u8],
+    mut offset: usize,
+    mut ethertype: u16,
+) -> Result<(usize, u16), DecodeError> {
     let mut tags = 0;
-    while matches!(ethertype, ETH_P_8021Q | ETH_P_8021AD | ETH_P_QINQ1 | ETH_P_QINQ2) {
+    while matches!(
+        ethertype,
+        ETH_P_8021Q | ETH_P_8021AD | ETH_P_QINQ1 | ETH_P_QINQ2
+    ) {
         if tags == MAX_VLAN_TAGS {
             return Err(DecodeError::NotIp {
                 what: NotIp::TooManyVlanTags,
             });
         }
         let rest = &data[offset..];
-        let tag = SingleVlanHeaderSlice::from_slice(rest).map_err(|_| DecodeError::LinkTruncated {
-            layer: "VLAN tag",
-            needed: 4,
-            have: rest.len(),
-        })?;
+        let tag =
+            SingleVlanHeaderSlice::from_slice(rest).map_err(|_| DecodeError::LinkTruncated {
+                layer: "VLAN tag",
+                needed: 4,
+                have: rest.len(),
+            })?;
         ethertype = tag.ether_type().0;
         offset += 4;
         tags += 1;
@@ -118,8 +126,16 @@ fn ip_by_ethertype(
     let family = match ethertype {
         ETH_P_IP => Family::Ipv4,
         ETH_P_IPV6 => Family::Ipv6,
-        t if t < 0x0600 => return Err(DecodeError::NotIp { what: NotIp::Llc { length: t } }),
-        t => return Err(DecodeError::NotIp { what: NotIp::Ethertype(t) }),
+        t if t < 0x0600 => {
+            return Err(DecodeError::NotIp {
+                what: NotIp::Llc { length: t },
+            });
+        }
+        t => {
+            return Err(DecodeError::NotIp {
+                what: NotIp::Ethertype(t),
+            });
+        }
     };
     Ok(Link {
         offset,
