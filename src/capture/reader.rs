@@ -23,9 +23,12 @@ use std::fs::File;
 use std::io::{self, Read};
 use std::path::Path;
 
-/// Buffer size the reader starts with; it grows only for records larger than
-/// this, up to [`MAX_RECORD`].
-const INITIAL_BUFFER: usize = 256 * 1024;
+/// Buffer size the reader starts with: small, so that opening a tiny
+/// capture is cheap. It doubles on every refill up to [`STEADY_BUFFER`], and
+/// beyond that only for records that do not fit, up to [`MAX_RECORD`].
+const INITIAL_BUFFER: usize = 2 * 1024;
+/// Buffer size for streaming a large file (fewer, larger reads).
+const STEADY_BUFFER: usize = 256 * 1024;
 
 /// Largest record (pcap packet record or pcapng block) accepted. Far above any
 /// packet Linux produces (64 KiB GSO, ~512 KiB BIG TCP), small enough that a
@@ -132,6 +135,8 @@ pub struct CaptureReader<R: Read = File> {
     sections: u32,
     big_endian: bool,
     last_ts: Timestamp,
+    /// Size of pcap-parser's buffer.
+    capacity: usize,
 }
 
 impl CaptureReader<File> {
@@ -251,6 +256,7 @@ impl<R: Read> CaptureReader<R> {
             sections: 1,
             big_endian,
             last_ts: Timestamp(0),
+            capacity: INITIAL_BUFFER,
         })
     }
 
@@ -285,7 +291,7 @@ impl<R: Read> CaptureReader<R> {
                 }
             };
         let shb_len = read_u32(&src.head[4..8], big_endian) as usize;
-        if shb_len < 28 || shb_len % 4 != 0 || shb_len > MAX_RECORD {
+        if shb_len < 28 || !shb_len.is_multiple_of(4) || shb_len > MAX_RECORD {
             return Err(CaptureError::Corrupt {
                 file,
                 record: RecordRef::FileHeader,
@@ -317,6 +323,7 @@ impl<R: Read> CaptureReader<R> {
             sections: 0,
             big_endian,
             last_ts: Timestamp(0),
+            capacity,
         })
     }
 
@@ -445,12 +452,20 @@ impl<R: Read> CaptureReader<R> {
                     found: avail as u64,
                 });
             }
-            let it = self.inner.it_mut();
-            if want > INITIAL_BUFFER / 2 {
-                // Room for the whole record plus the next one's header; a
-                // no-op when the buffer is already that large.
-                it.grow((want + fixed).next_power_of_two());
+            if avail >= self.capacity {
+                // The buffer is full and the record still does not fit.
+                // Doubling (rather than jumping to the claimed length) keeps
+                // the allocation within twice the bytes really present, so a
+                // corrupt length field costs nothing.
+                let target = (self.capacity * 2).min((want + fixed).next_power_of_two());
+                if self.inner.it_mut().grow(target) {
+                    self.capacity = target;
+                }
             }
+            if self.capacity < STEADY_BUFFER && self.inner.it_mut().grow(self.capacity * 2) {
+                self.capacity *= 2;
+            }
+            let it = self.inner.it_mut();
             it.refill().map_err(|_| CaptureError::Io {
                 file: self.file.clone(),
                 source: io::Error::other("read failed"),
@@ -498,7 +513,7 @@ impl<R: Read> CaptureReader<R> {
                     block_type,
                     is_packet,
                 };
-                if len < 12 || len % 4 != 0 || len > MAX_RECORD {
+                if len < 12 || !len.is_multiple_of(4) || len > MAX_RECORD {
                     return Err(CaptureError::Corrupt {
                         file: self.file.clone(),
                         record: self.record_ref(&head),
@@ -911,11 +926,21 @@ mod tests {
 
     fn pcap_header(magic: u32, be: bool, linktype: u32) -> Vec<u8> {
         let mut v = Vec::new();
-        let w32 = |v: &mut Vec<u8>, x: u32| v.extend_from_slice(&if be { x.to_be_bytes() } else { x.to_le_bytes() });
+        let w32 = |v: &mut Vec<u8>, x: u32| {
+            v.extend_from_slice(&if be { x.to_be_bytes() } else { x.to_le_bytes() })
+        };
         w32(&mut v, magic);
         let (maj, min) = (2u16, 4u16);
-        v.extend_from_slice(&if be { maj.to_be_bytes() } else { maj.to_le_bytes() });
-        v.extend_from_slice(&if be { min.to_be_bytes() } else { min.to_le_bytes() });
+        v.extend_from_slice(&if be {
+            maj.to_be_bytes()
+        } else {
+            maj.to_le_bytes()
+        });
+        v.extend_from_slice(&if be {
+            min.to_be_bytes()
+        } else {
+            min.to_le_bytes()
+        });
         w32(&mut v, 0);
         w32(&mut v, 0);
         w32(&mut v, 65535);
@@ -932,10 +957,19 @@ mod tests {
         v
     }
 
-    fn read_all<R: Read>(r: &mut CaptureReader<R>) -> Vec<(u64, Timestamp, u16, u32, Vec<u8>, u32)> {
+    fn read_all<R: Read>(
+        r: &mut CaptureReader<R>,
+    ) -> Vec<(u64, Timestamp, u16, u32, Vec<u8>, u32)> {
         let mut out = Vec::new();
         while let Some(f) = r.next_frame().unwrap() {
-            out.push((f.index, f.ts, f.linktype.0, f.orig_len, f.data.to_vec(), f.interface));
+            out.push((
+                f.index,
+                f.ts,
+                f.linktype.0,
+                f.orig_len,
+                f.data.to_vec(),
+                f.interface,
+            ));
         }
         out
     }
@@ -968,14 +1002,20 @@ mod tests {
         }
         let mut b = pcap_header(0xa1b2_c3d4, false, 1);
         for i in 0..100u32 {
-            b.extend(pcap_record(false, i, 250_000, &vec![i as u8; (i as usize * 37) % 1600], 1600));
+            b.extend(pcap_record(
+                false,
+                i,
+                250_000,
+                &vec![i as u8; (i as usize * 37) % 1600],
+                1600,
+            ));
         }
         let mut r = CaptureReader::new(Trickle(&b), "trickle").unwrap();
         let got = read_all(&mut r);
         assert_eq!(got.len(), 100);
         assert_eq!(got[99].0, 100);
         assert_eq!(got[7].1, Timestamp(7_250_000_000));
-        assert_eq!(got[42].4, vec![42u8; (42 * 37) % 1600]);
+        assert_eq!(got[42].4, vec![42u8; 42 * 37]);
     }
 
     fn block(be: bool, t: u32, body: &[u8]) -> Vec<u8> {
@@ -990,8 +1030,16 @@ mod tests {
 
     fn shb(be: bool) -> Vec<u8> {
         let mut body = Vec::new();
-        body.extend_from_slice(&if be { BYTE_ORDER_MAGIC.to_be_bytes() } else { BYTE_ORDER_MAGIC.to_le_bytes() });
-        body.extend_from_slice(&if be { 1u16.to_be_bytes() } else { 1u16.to_le_bytes() });
+        body.extend_from_slice(&if be {
+            BYTE_ORDER_MAGIC.to_be_bytes()
+        } else {
+            BYTE_ORDER_MAGIC.to_le_bytes()
+        });
+        body.extend_from_slice(&if be {
+            1u16.to_be_bytes()
+        } else {
+            1u16.to_le_bytes()
+        });
         body.extend_from_slice(&[0, 0]);
         body.extend_from_slice(&(-1i64).to_le_bytes());
         block(be, SHB_TYPE, &body)
@@ -1002,16 +1050,25 @@ mod tests {
         let mut v = w16(code).to_vec();
         v.extend_from_slice(&w16(value.len() as u16));
         v.extend_from_slice(value);
-        while v.len() % 4 != 0 {
+        while !v.len().is_multiple_of(4) {
             v.push(0);
         }
         v
     }
 
     fn idb(be: bool, linktype: u16, snaplen: u32, opts: &[Vec<u8>]) -> Vec<u8> {
-        let mut body = if be { linktype.to_be_bytes() } else { linktype.to_le_bytes() }.to_vec();
+        let mut body = if be {
+            linktype.to_be_bytes()
+        } else {
+            linktype.to_le_bytes()
+        }
+        .to_vec();
         body.extend_from_slice(&[0, 0]);
-        body.extend_from_slice(&if be { snaplen.to_be_bytes() } else { snaplen.to_le_bytes() });
+        body.extend_from_slice(&if be {
+            snaplen.to_be_bytes()
+        } else {
+            snaplen.to_le_bytes()
+        });
         for o in opts {
             body.extend_from_slice(o);
         }
@@ -1025,7 +1082,7 @@ mod tests {
 
     fn padded(data: &[u8]) -> Vec<u8> {
         let mut v = data.to_vec();
-        while v.len() % 4 != 0 {
+        while !v.len().is_multiple_of(4) {
             v.push(0);
         }
         v
@@ -1049,7 +1106,11 @@ mod tests {
             false,
             1,
             0,
-            &[option(false, 2, b"eth0"), option(false, 9, &[0x8a]), option(false, 14, &100i64.to_le_bytes())],
+            &[
+                option(false, 2, b"eth0"),
+                option(false, 9, &[0x8a]),
+                option(false, 14, &100i64.to_le_bytes()),
+            ],
         ));
         // Interface 1: raw IP, nanoseconds, snaplen 4.
         b.extend(idb(false, 101, 4, &[option(false, 9, &[9])]));
@@ -1080,16 +1141,28 @@ mod tests {
         let got = read_all(&mut r);
         assert_eq!(r.format(), "pcapng");
         assert_eq!(got.len(), 5);
-        assert_eq!(got.iter().map(|g| g.0).collect::<Vec<_>>(), vec![1, 2, 3, 4, 5]);
+        assert_eq!(
+            got.iter().map(|g| g.0).collect::<Vec<_>>(),
+            vec![1, 2, 3, 4, 5]
+        );
         // 5.5 s in 1/1024 units + 100 s offset.
         assert_eq!(got[0].1, Timestamp::from_secs_nanos(105, 500_000_000));
         assert_eq!((got[0].2, got[0].5), (1, 0));
         assert_eq!(got[1].1, Timestamp::from_secs_nanos(1, 500_000_000));
         assert_eq!((got[1].2, got[1].3, got[1].5), (101, 20, 1));
         // SPB: no timestamp, keeps the previous one.
-        assert_eq!((got[2].1, got[2].4.clone(), got[2].5), (got[1].1, vec![6; 6], 0));
-        assert_eq!((got[3].1, got[3].4.clone(), got[3].3), (Timestamp::from_secs_nanos(2, 0), vec![0x60, 0], 40));
-        assert_eq!((got[4].2, got[4].5, got[4].1), (113, 2, Timestamp::from_secs_nanos(7, 0)));
+        assert_eq!(
+            (got[2].1, got[2].4.clone(), got[2].5),
+            (got[1].1, vec![6; 6], 0)
+        );
+        assert_eq!(
+            (got[3].1, got[3].4.clone(), got[3].3),
+            (Timestamp::from_secs_nanos(2, 0), vec![0x60, 0], 40)
+        );
+        assert_eq!(
+            (got[4].2, got[4].5, got[4].1),
+            (113, 2, Timestamp::from_secs_nanos(7, 0))
+        );
         assert_eq!(r.interfaces().len(), 3);
         assert_eq!(r.interface_name(0), Some("eth0"));
         assert_eq!(r.interface_name(1), None);
@@ -1119,11 +1192,21 @@ mod tests {
 
     #[test]
     fn bad_files_are_named_precisely() {
-        let e = CaptureReader::new(&malformed("bad-magic.pcap")[..], "x").err().unwrap();
-        assert_eq!(e.to_string(), "x: not a pcap or pcapng file (it starts with 47 49 46 38)");
+        let e = CaptureReader::new(&malformed("bad-magic.pcap")[..], "x")
+            .err()
+            .unwrap();
+        assert_eq!(
+            e.to_string(),
+            "x: not a pcap or pcapng file (it starts with 47 49 46 38)"
+        );
         let e = CaptureReader::new(&[][..], "empty").err().unwrap();
-        assert_eq!(e.to_string(), "empty: not a pcap or pcapng file (it starts with nothing: the file is empty)");
-        let e = CaptureReader::new(&malformed("short-header.pcap")[..], "s").err().unwrap();
+        assert_eq!(
+            e.to_string(),
+            "empty: not a pcap or pcapng file (it starts with nothing: the file is empty)"
+        );
+        let e = CaptureReader::new(&malformed("short-header.pcap")[..], "s")
+            .err()
+            .unwrap();
         assert_eq!(
             e.to_string(),
             "s: capture ended inside the file header at byte offset 0: expected 24 bytes, found 10"
@@ -1159,18 +1242,24 @@ mod tests {
         let b = malformed("epb-caplen-exceeds-block.pcapng");
         let mut r = CaptureReader::new(&b[..], "c").unwrap();
         let e = r.next_frame().unwrap_err();
-        assert!(e.to_string().contains("packet block claims 500 captured bytes but is only 92 bytes long"));
+        assert!(
+            e.to_string()
+                .contains("packet block claims 500 captured bytes but is only 92 bytes long")
+        );
         assert_eq!(r.next_frame().unwrap().unwrap().index, 2);
     }
 
     #[test]
     fn records_larger_than_the_initial_buffer() {
         let mut b = pcap_header(0xa1b2_c3d4, false, 1);
-        let big = vec![7u8; INITIAL_BUFFER * 3];
+        let big = vec![7u8; STEADY_BUFFER * 3];
         b.extend(pcap_record(false, 1, 0, &big, big.len() as u32));
         b.extend(pcap_record(false, 2, 0, &[1, 2, 3], 3));
         let mut r = CaptureReader::new(&b[..], "big").unwrap();
-        assert_eq!(r.next_frame().unwrap().unwrap().data.len(), INITIAL_BUFFER * 3);
+        assert_eq!(
+            r.next_frame().unwrap().unwrap().data.len(),
+            STEADY_BUFFER * 3
+        );
         assert_eq!(r.next_frame().unwrap().unwrap().data, &[1, 2, 3]);
         assert!(r.next_frame().unwrap().is_none());
     }

@@ -49,7 +49,16 @@ fn pseudo4(src: [u8; 4], dst: [u8; 4], proto: u8, len: usize) -> Vec<u8> {
     p
 }
 
-fn tcp_seg(pseudo: Option<&[u8]>, sport: u16, dport: u16, seq: u32, ack: u32, flags: u8, opts: &[u8], data: &[u8]) -> Vec<u8> {
+fn tcp_seg(
+    pseudo: Option<&[u8]>,
+    sport: u16,
+    dport: u16,
+    seq: u32,
+    ack: u32,
+    flags: u8,
+    opts: &[u8],
+    data: &[u8],
+) -> Vec<u8> {
     assert_eq!(opts.len() % 4, 0);
     let mut t = Vec::new();
     t.extend_from_slice(&sport.to_be_bytes());
@@ -70,7 +79,9 @@ fn tcp_seg(pseudo: Option<&[u8]>, sport: u16, dport: u16, seq: u32, ack: u32, fl
 }
 
 fn eth(ethertype: u16, payload: &[u8]) -> Vec<u8> {
-    let mut f = vec![0x00, 0x11, 0x22, 0x33, 0x44, 0x55, 0x02, 0xaa, 0xbb, 0xcc, 0xdd, 0xee];
+    let mut f = vec![
+        0x00, 0x11, 0x22, 0x33, 0x44, 0x55, 0x02, 0xaa, 0xbb, 0xcc, 0xdd, 0xee,
+    ];
     f.extend_from_slice(&ethertype.to_be_bytes());
     f.extend_from_slice(payload);
     f
@@ -92,8 +103,19 @@ const B: [u8; 4] = [10, 0, 0, 2];
 
 fn syn_with_options() -> Vec<u8> {
     // MSS 1460, SACK-perm, TS 1/0, NOP, wscale 7.
-    let opts = [2, 4, 0x05, 0xb4, 4, 2, 8, 10, 0, 0, 0, 1, 0, 0, 0, 0, 1, 3, 3, 7];
-    let t = tcp_seg(Some(&pseudo4(A, B, 6, 40)), 40000, 80, 1000, 0, tcpflag::SYN, &opts, &[]);
+    let opts = [
+        2, 4, 0x05, 0xb4, 4, 2, 8, 10, 0, 0, 0, 1, 0, 0, 0, 0, 1, 3, 3, 7,
+    ];
+    let t = tcp_seg(
+        Some(&pseudo4(A, B, 6, 40)),
+        40000,
+        80,
+        1000,
+        0,
+        tcpflag::SYN,
+        &opts,
+        &[],
+    );
     ipv4(6, A, B, 1, 0x4000, &t)
 }
 
@@ -110,8 +132,13 @@ fn ethernet_ipv4_tcp_syn_with_options() {
     assert!(!p.truncated && p.ipv4_csum_ok && p.frag.is_none());
     assert_eq!(p.src_mac, Some([0x02, 0xaa, 0xbb, 0xcc, 0xdd, 0xee]));
     assert_eq!(p.pkttype, PktType::Host);
-    let L4::Tcp(t) = p.l4 else { panic!("{:?}", p.l4) };
-    assert_eq!((t.sport, t.dport, t.seq, t.ack, t.flags, t.window), (40000, 80, 1000, 0, tcpflag::SYN, 8192));
+    let L4::Tcp(t) = p.l4 else {
+        panic!("{:?}", p.l4)
+    };
+    assert_eq!(
+        (t.sport, t.dport, t.seq, t.ack, t.flags, t.window),
+        (40000, 80, 1000, 0, tcpflag::SYN, 8192)
+    );
     assert_eq!((t.header_len, t.payload_len, t.options.len()), (40, 0, 20));
     assert_eq!(t.opts.mss, Some(1460));
     assert_eq!(t.opts.wscale, Some(7));
@@ -169,7 +196,9 @@ fn vlan_qinq_sll_sll2_null_raw_linktypes() {
     assert_eq!(p.src_mac, Some([1, 2, 3, 4, 5, 6]));
 
     // SLL2: protocol, reserved, ifindex, hatype, pkttype OTHERHOST, halen.
-    let mut sll2 = vec![0x08, 0x00, 0, 0, 0, 0, 0, 2, 0, 1, 3, 6, 9, 9, 9, 9, 9, 9, 0, 0];
+    let mut sll2 = vec![
+        0x08, 0x00, 0, 0, 0, 0, 0, 2, 0, 1, 3, 6, 9, 9, 9, 9, 9, 9, 0, 0,
+    ];
     sll2.extend_from_slice(&ip);
     let p = decode(&frame(Linktype::LINUX_SLL2, &sll2)).unwrap();
     assert_eq!(p.pkttype, PktType::OtherHost);
@@ -178,29 +207,45 @@ fn vlan_qinq_sll_sll2_null_raw_linktypes() {
     // BSD NULL, AF_INET in little endian; LOOP, AF_INET6=30 in big endian.
     let mut null = vec![2, 0, 0, 0];
     null.extend_from_slice(&ip);
-    assert_eq!(decode(&frame(Linktype::NULL, &null)).unwrap().family, Family::Ipv4);
+    assert_eq!(
+        decode(&frame(Linktype::NULL, &null)).unwrap().family,
+        Family::Ipv4
+    );
     let v6 = udp6_packet();
     let mut lo = vec![0, 0, 0, 30];
     lo.extend_from_slice(&v6);
-    assert_eq!(decode(&frame(Linktype::LOOP, &lo)).unwrap().family, Family::Ipv6);
+    assert_eq!(
+        decode(&frame(Linktype::LOOP, &lo)).unwrap().family,
+        Family::Ipv6
+    );
 
     // RAW: version nibble decides; IPV4 link type insists on version 4.
-    assert_eq!(decode(&frame(Linktype::RAW, &v6)).unwrap().family, Family::Ipv6);
+    assert_eq!(
+        decode(&frame(Linktype::RAW, &v6)).unwrap().family,
+        Family::Ipv6
+    );
     assert!(matches!(
         decode(&frame(Linktype::IPV4, &v6)),
         Err(DecodeError::BadIpHeader {
-            why: IpHeaderProblem::Version { expected: 4, found: 6 },
+            why: IpHeaderProblem::Version {
+                expected: 4,
+                found: 6
+            },
             ..
         })
     ));
     // Not IP, and unsupported link types.
     assert!(matches!(
         decode(&frame(Linktype::ETHERNET, &eth(0x0806, &[0; 28]))),
-        Err(DecodeError::NotIp { what: NotIp::Ethertype(0x0806) })
+        Err(DecodeError::NotIp {
+            what: NotIp::Ethertype(0x0806)
+        })
     ));
     assert!(matches!(
         decode(&frame(Linktype::NFLOG, &ip)),
-        Err(DecodeError::UnsupportedLinktype { linktype: Linktype::NFLOG })
+        Err(DecodeError::UnsupportedLinktype {
+            linktype: Linktype::NFLOG
+        })
     ));
 }
 
@@ -242,7 +287,10 @@ fn ipv6_extension_headers_are_walked() {
     assert!(f.is_atomic() && f.id == 0xdeadbeef);
     assert!(!p.is_fragmented());
     let L4::Udp(u) = p.l4 else { panic!() };
-    assert_eq!((u.sport, u.dport, u.length, u.payload), (12345, 53, 12, &b"abcd"[..]));
+    assert_eq!(
+        (u.sport, u.dport, u.length, u.payload),
+        (12345, 53, 12, &b"abcd"[..])
+    );
     assert_eq!(p.l4_checksum_ok(), Some(true));
 
     // A non-first fragment: proto from the fragment header, no L4.
@@ -267,13 +315,19 @@ fn ipv6_extension_headers_are_walked() {
     m[8] = 0xff;
     assert!(matches!(
         decode_ip(&m, LinkInfo::default()),
-        Err(DecodeError::BadIpHeader { why: IpHeaderProblem::MulticastSource, .. })
+        Err(DecodeError::BadIpHeader {
+            why: IpHeaderProblem::MulticastSource,
+            ..
+        })
     ));
     // Multicast destination without a MAC → Multicast.
     let mut m = udp6_packet();
     m[24] = 0xff;
     m[25] = 0x02;
-    assert_eq!(decode_ip(&m, LinkInfo::default()).unwrap().pkttype, PktType::Multicast);
+    assert_eq!(
+        decode_ip(&m, LinkInfo::default()).unwrap().pkttype,
+        PktType::Multicast
+    );
 }
 
 #[test]
@@ -281,10 +335,20 @@ fn udp_over_ipv6_zero_checksum_fails_ipv4_zero_passes() {
     let mut v6 = udp6_packet();
     v6[46] = 0;
     v6[47] = 0;
-    assert_eq!(decode_ip(&v6, LinkInfo::default()).unwrap().l4_checksum_ok(), Some(false));
+    assert_eq!(
+        decode_ip(&v6, LinkInfo::default())
+            .unwrap()
+            .l4_checksum_ok(),
+        Some(false)
+    );
     let u = [0x30, 0x39, 0x00, 0x35, 0, 8, 0, 0];
     let v4 = ipv4(17, A, B, 7, 0, &u);
-    assert_eq!(decode_ip(&v4, LinkInfo::default()).unwrap().l4_checksum_ok(), Some(true));
+    assert_eq!(
+        decode_ip(&v4, LinkInfo::default())
+            .unwrap()
+            .l4_checksum_ok(),
+        Some(true)
+    );
 }
 
 #[test]
@@ -294,20 +358,35 @@ fn ipv4_header_problems_follow_ip_rcv() {
     ihl[0] = 0x44;
     assert!(matches!(
         decode_ip(&ihl, LinkInfo::default()),
-        Err(DecodeError::BadIpHeader { why: IpHeaderProblem::Ihl { ihl: 4 }, .. })
+        Err(DecodeError::BadIpHeader {
+            why: IpHeaderProblem::Ihl { ihl: 4 },
+            ..
+        })
     ));
     let mut short_total = good.clone();
     short_total[2..4].copy_from_slice(&16u16.to_be_bytes());
     assert!(matches!(
         decode_ip(&short_total, LinkInfo::default()),
-        Err(DecodeError::BadIpHeader { why: IpHeaderProblem::TotalLengthBelowHeader { total: 16, header: 20 }, .. })
+        Err(DecodeError::BadIpHeader {
+            why: IpHeaderProblem::TotalLengthBelowHeader {
+                total: 16,
+                header: 20
+            },
+            ..
+        })
     ));
     // Total length beyond the wire frame: dropped. Beyond the capture only:
     // decoded, truncated.
     let cut = &good[..50];
     assert!(matches!(
         decode_ip(cut, LinkInfo::default()),
-        Err(DecodeError::BadIpHeader { why: IpHeaderProblem::LongerThanFrame { ip_len: 60, on_wire: 50 }, .. })
+        Err(DecodeError::BadIpHeader {
+            why: IpHeaderProblem::LongerThanFrame {
+                ip_len: 60,
+                on_wire: 50
+            },
+            ..
+        })
     ));
     let on_wire = LinkInfo {
         wire_len: Some(60),
@@ -323,7 +402,11 @@ fn ipv4_header_problems_follow_ip_rcv() {
     // Snap length below the fixed TCP header: cannot be judged.
     assert!(matches!(
         decode_ip(&good[..30], on_wire),
-        Err(DecodeError::Truncated { layer: "TCP header", needed: 20, have: 10 })
+        Err(DecodeError::Truncated {
+            layer: "TCP header",
+            needed: 20,
+            have: 10
+        })
     ));
 }
 
@@ -352,16 +435,33 @@ fn tcp_data_offset_problems_are_malformed() {
 fn ipv4_fragments() {
     let first = ipv4(17, A, B, 0x1234, 0x2000, &[0; 16]); // MF, offset 0
     let p = decode_ip(&first, LinkInfo::default()).unwrap();
-    assert_eq!(p.frag, Some(Fragment { id: 0x1234, offset: 0, more: true }));
+    assert_eq!(
+        p.frag,
+        Some(Fragment {
+            id: 0x1234,
+            offset: 0,
+            more: true
+        })
+    );
     assert!(matches!(p.l4, L4::Udp(_)));
     assert_eq!(p.l4_checksum_ok(), None);
     let later = ipv4(17, A, B, 0x1234, 2, &[0; 8]); // offset 16, last
     let p = decode_ip(&later, LinkInfo::default()).unwrap();
-    assert_eq!(p.frag, Some(Fragment { id: 0x1234, offset: 16, more: false }));
+    assert_eq!(
+        p.frag,
+        Some(Fragment {
+            id: 0x1234,
+            offset: 16,
+            more: false
+        })
+    );
     assert!(matches!(p.l4, L4::Other));
     assert_eq!(p.pkttype, PktType::Host);
     let bcast = ipv4(17, A, [255; 4], 1, 0, &[0, 1, 0, 2, 0, 8, 0, 0]);
-    assert_eq!(decode_ip(&bcast, LinkInfo::default()).unwrap().pkttype, PktType::Broadcast);
+    assert_eq!(
+        decode_ip(&bcast, LinkInfo::default()).unwrap().pkttype,
+        PktType::Broadcast
+    );
 }
 
 fn icmp_msg(t: u8, code: u8, rest: [u8; 4], body: &[u8]) -> Vec<u8> {
@@ -383,7 +483,10 @@ fn icmp_error_quotes_inner_packet() {
     assert_eq!(p.l4_checksum_ok(), Some(true));
     let inner = p.inner().unwrap().unwrap();
     assert_eq!(inner.family, Family::Ipv4);
-    assert_eq!((inner.src, inner.dst, inner.proto), (IpAddr::from(B), IpAddr::from(A), 17));
+    assert_eq!(
+        (inner.src, inner.dst, inner.proto),
+        (IpAddr::from(B), IpAddr::from(A), 17)
+    );
     assert_eq!(inner.ports, Some((5353, 53)));
     assert!(!inner.non_first_fragment && !inner.l4_missing);
 
@@ -397,7 +500,10 @@ fn icmp_error_quotes_inner_packet() {
     let m = icmp_msg(11, 0, [0; 4], &quoted[..12]);
     let bytes = ipv4(1, A, B, 2, 0, &m);
     let p = decode_ip(&bytes, LinkInfo::default()).unwrap();
-    assert_eq!(p.inner(), Some(Err(InnerError::HeaderMissing { need: 20, have: 12 })));
+    assert_eq!(
+        p.inner(),
+        Some(Err(InnerError::HeaderMissing { need: 20, have: 12 }))
+    );
     // Echo request is not an error.
     let m = icmp_msg(8, 0, [0, 7, 0, 1], b"ping");
     let bytes = ipv4(1, A, B, 2, 0, &m);

@@ -269,9 +269,11 @@ impl<'a> Packet<'a> {
     ///
     /// UDP: a zero checksum over IPv4 means "none" and is `Some(true)`; over
     /// IPv6 a zero checksum is not allowed (RFC 8200) and is verified like
-    /// any other value, which fails. Note that conntrack's `udp_error`
-    /// returns early on a zero UDP checksum in both families, without
-    /// calling this check.
+    /// any other value, which fails. Conntrack does not ask: its `udp_error`
+    /// accepts a zero UDP checksum in both families without verifying
+    /// (checked on Linux 6.18: an IPv6 UDP packet with checksum 0 became a
+    /// NEW entry, not INVALID). Callers modelling conntrack must test
+    /// `Udp::checksum == 0` first.
     pub fn l4_checksum_ok(&self) -> Option<bool> {
         if self.truncated || self.is_fragmented() {
             return None;
