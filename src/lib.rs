@@ -14,5 +14,6 @@
 
 pub mod capture;
 pub mod conntrack;
+pub mod rules;
 pub mod time;
 pub mod wire;
