@@ -424,3 +424,359 @@ impl Ruleset {
         d
     }
 }
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use crate::rules::{parse_rules, Ruleset};
+    use crate::wire::ipproto;
+    use std::net::Ipv4Addr;
+    use std::path::PathBuf;
+
+    pub(crate) fn ruleset(text: &str) -> Ruleset {
+        let f = parse_rules(text, &PathBuf::from("t.rules"), Family::Ipv4).unwrap_or_else(|e| panic!("{e}"));
+        Ruleset::compile(&f).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    pub(crate) fn tcp(src: [u8; 4], sport: u16, dst: [u8; 4], dport: u16, flags: u8) -> EvalCtx<'static> {
+        EvalCtx {
+            family: Family::Ipv4,
+            src: IpAddr::V4(Ipv4Addr::from(src)),
+            dst: IpAddr::V4(Ipv4Addr::from(dst)),
+            proto: ipproto::TCP,
+            sport: Some(sport),
+            dport: Some(dport),
+            tcp_flags: Some(flags),
+            tcp_options: &[],
+            icmp: None,
+            non_first_fragment: false,
+            ip_len: 60,
+            ttl: 64,
+            tos: 0,
+            in_iface: Some("eth0"),
+            out_iface: None,
+            src_mac: None,
+            pkttype: PktType::Host,
+            src_type: 0,
+            dst_type: 0,
+            nfmark: 0,
+            ct: None,
+            now: Timestamp(1_700_000_000_000_000_000),
+            locally_generated: false,
+            conns: None,
+        }
+    }
+
+    pub(crate) fn with_state(mut c: EvalCtx<'static>, state: CtState, dir: Dir) -> EvalCtx<'static> {
+        let t = CtTupleView { src: c.src, dst: c.dst, sport: c.sport.unwrap_or(0), dport: c.dport.unwrap_or(0) };
+        let r = CtTupleView { src: c.dst, dst: c.src, sport: t.dport, dport: t.sport };
+        let (orig, reply) = if dir == Dir::Original { (t, r) } else { (r, t) };
+        c.ct = Some(CtView {
+            state,
+            dir,
+            status: Status::default(),
+            l4proto: c.proto,
+            orig,
+            reply,
+            ctmark: 0,
+            expires_in_secs: 100,
+        });
+        c
+    }
+
+    fn decide(rs: &Ruleset, hook: Hook, ctx: &mut EvalCtx, st: &mut RuleState) -> (Verdict, String) {
+        let d = rs.evaluate(Family::Ipv4, TableId::Filter, hook, ctx, st);
+        (d.verdict, d.rule.to_string())
+    }
+
+    const SSH: &str = "*filter
+:INPUT DROP [0:0]
+:FORWARD DROP [0:0]
+:OUTPUT DROP [0:0]
+-A INPUT -p tcp --sport 513:65535 --dport 22 -m state --state NEW,ESTABLISHED -j ACCEPT
+-A OUTPUT -p tcp --sport 22 --dport 513:65535 -m state --state ESTABLISHED -j ACCEPT
+COMMIT
+";
+
+    #[test]
+    fn textbook_ssh_ruleset() {
+        let rs = ruleset(SSH);
+        let mut st = rs.new_state();
+        let c = [10, 0, 0, 2];
+        let s = [10, 0, 0, 1];
+        // client SYN: NEW, accepted by INPUT rule 1
+        let mut p = with_state(tcp(c, 40000, s, 22, 0x02), CtState::New, Dir::Original);
+        assert_eq!(decide(&rs, Hook::Input, &mut p, &mut st), (Verdict::Accept, "filter:INPUT:1".into()));
+        // server SYN/ACK out: ESTABLISHED, OUTPUT rule 1
+        let mut p = with_state(tcp(s, 22, c, 40000, 0x12), CtState::Established, Dir::Reply);
+        assert_eq!(decide(&rs, Hook::Output, &mut p, &mut st), (Verdict::Accept, "filter:OUTPUT:1".into()));
+        // a NEW packet leaving from port 22 is dropped by the OUTPUT policy
+        let mut p = with_state(tcp(s, 22, c, 40000, 0x02), CtState::New, Dir::Original);
+        assert_eq!(decide(&rs, Hook::Output, &mut p, &mut st), (Verdict::Drop, "filter:OUTPUT:policy".into()));
+        // a privileged source port is outside 513:65535
+        let mut p = with_state(tcp(c, 100, s, 22, 0x02), CtState::New, Dir::Original);
+        assert_eq!(decide(&rs, Hook::Input, &mut p, &mut st), (Verdict::Drop, "filter:INPUT:policy".into()));
+        // INVALID (no entry) is not NEW or ESTABLISHED
+        let mut p = with_state(tcp(c, 40000, s, 22, 0x10), CtState::Invalid, Dir::Original);
+        assert_eq!(decide(&rs, Hook::Input, &mut p, &mut st), (Verdict::Drop, "filter:INPUT:policy".into()));
+        // FORWARD has no rules
+        let mut p = with_state(tcp(c, 40000, s, 22, 0x02), CtState::New, Dir::Original);
+        assert_eq!(decide(&rs, Hook::Forward, &mut p, &mut st), (Verdict::Drop, "filter:FORWARD:policy".into()));
+        let l = rs.listing(Family::Ipv4, &st);
+        assert!(l.contains("Chain INPUT (policy DROP 2 packets, 120 bytes)"), "{l}");
+        // column layout as printed by iptables v1.8.9 for the same rule
+        assert!(l.contains("1           1       60 ACCEPT     6    --  *      *       0.0.0.0/0            0.0.0.0/0            tcp spts:513:65535 dpt:22 state NEW,ESTABLISHED\n"), "{l}");
+    }
+
+    #[test]
+    fn jump_goto_return_and_policy() {
+        let rs = ruleset(
+            "*filter
+:INPUT DROP [0:0]
+:a - [0:0]
+:b - [0:0]
+:c - [0:0]
+-A INPUT -p tcp --dport 1 -j a
+-A INPUT -p tcp --dport 2 -g b
+-A INPUT -p tcp --dport 3 -j RETURN
+-A INPUT -j ACCEPT
+-A a -s 10.0.0.9 -j DROP
+-A a -j c
+-A a -j REJECT
+-A c -p tcp --sport 7 -j ACCEPT
+-A c -j RETURN
+-A b -p tcp --sport 8 -j ACCEPT
+COMMIT
+",
+        );
+        let mut st = rs.new_state();
+        let mut run = |src: [u8; 4], sport: u16, dport: u16| {
+            let mut p = tcp(src, sport, [10, 0, 0, 1], dport, 0x02);
+            decide(&rs, Hook::Input, &mut p, &mut st)
+        };
+        assert_eq!(run([10, 0, 0, 9], 5, 1), (Verdict::Drop, "filter:a:1".into()));
+        assert_eq!(run([10, 0, 0, 2], 7, 1), (Verdict::Accept, "filter:c:1".into()));
+        // c returns to a, a's next rule rejects
+        assert_eq!(run([10, 0, 0, 2], 5, 1), (Verdict::Reject(RejectWith::IcmpPortUnreachable), "filter:a:3".into()));
+        assert_eq!(run([10, 0, 0, 2], 8, 2), (Verdict::Accept, "filter:b:1".into()));
+        // the end of a goto'd chain returns to INPUT's caller: the policy
+        assert_eq!(run([10, 0, 0, 2], 9, 2), (Verdict::Drop, "filter:INPUT:policy".into()));
+        // RETURN in a built-in chain applies the policy
+        assert_eq!(run([10, 0, 0, 2], 9, 3), (Verdict::Drop, "filter:INPUT:policy".into()));
+        assert_eq!(run([10, 0, 0, 2], 9, 4), (Verdict::Accept, "filter:INPUT:4".into()));
+    }
+
+    #[test]
+    fn marks_logs_and_ct_actions() {
+        let rs = ruleset(
+            "*raw
+-A PREROUTING -p tcp --dport 21 -j CT --helper ftp
+-A PREROUTING -p tcp --dport 21 -j CT --notrack
+-A PREROUTING -p udp -j NOTRACK
+COMMIT
+*mangle
+-A PREROUTING -j MARK --set-xmark 0x5/0xf
+-A PREROUTING -m mark --mark 0x5/0xf -j CONNMARK --save-mark
+-A PREROUTING -j LOG --log-prefix \"seen: \"
+-A PREROUTING -j MARK --or-mark 0x100
+COMMIT
+",
+        );
+        let mut st = rs.new_state();
+        let mut p = tcp([1, 1, 1, 1], 1000, [2, 2, 2, 2], 21, 0x02);
+        let d = rs.evaluate(Family::Ipv4, TableId::Raw, Hook::Prerouting, &mut p, &mut st);
+        assert_eq!(d.ct, Some(CtAction::Helper("ftp")), "the first CT target wins");
+        assert_eq!(d.rule.to_string(), "raw:PREROUTING:policy");
+        let mut p = with_state(tcp([1, 1, 1, 1], 1000, [2, 2, 2, 2], 21, 0x02), CtState::New, Dir::Original);
+        p.nfmark = 0xa0;
+        let d = rs.evaluate(Family::Ipv4, TableId::Mangle, Hook::Prerouting, &mut p, &mut st);
+        assert_eq!(p.nfmark, 0x1a5);
+        assert_eq!(p.ct.unwrap().ctmark, 0xa5);
+        assert_eq!(d.logged.len(), 1);
+        assert_eq!(d.logged[0].prefix, "seen: ");
+        assert_eq!(d.logged[0].rule.to_string(), "mangle:PREROUTING:3");
+        // CONNMARK restore with masks
+        let rs = ruleset("*mangle\n-A PREROUTING -j CONNMARK --restore-mark --nfmask 0xff --ctmask 0x0f\nCOMMIT\n");
+        let mut st = rs.new_state();
+        let mut p = with_state(tcp([1, 1, 1, 1], 1, [2, 2, 2, 2], 2, 0x10), CtState::Established, Dir::Original);
+        p.nfmark = 0x1234;
+        p.ct.as_mut().unwrap().ctmark = 0xab;
+        rs.evaluate(Family::Ipv4, TableId::Mangle, Hook::Prerouting, &mut p, &mut st);
+        assert_eq!(p.nfmark, 0x120b);
+    }
+
+    #[test]
+    fn conntrack_match_without_entry() {
+        let rs = ruleset(
+            "*filter
+-A INPUT -m conntrack --ctdir ORIGINAL -j ACCEPT
+-A INPUT -m conntrack --ctdir REPLY -j ACCEPT
+-A INPUT -m conntrack ! --ctstatus ASSURED -j ACCEPT
+-A INPUT -m conntrack --ctstate INVALID --ctproto tcp -j ACCEPT
+-A INPUT -m conntrack --ctstate INVALID,UNTRACKED -j DROP
+-A INPUT -m conntrack --ctstate NEW --ctorigdstport 22 --ctexpire 50:150 -j ACCEPT
+COMMIT
+",
+        );
+        let mut st = rs.new_state();
+        // Without an entry a --ctstate test that passes decides alone: the
+        // other options of the same match are not looked at (xt_conntrack).
+        let mut p = with_state(tcp([1, 1, 1, 1], 1, [2, 2, 2, 2], 2, 0x10), CtState::Invalid, Dir::Original);
+        assert_eq!(decide(&rs, Hook::Input, &mut p, &mut st), (Verdict::Accept, "filter:INPUT:4".into()));
+        let mut p = with_state(tcp([1, 1, 1, 1], 1, [2, 2, 2, 2], 2, 0x10), CtState::Untracked, Dir::Original);
+        assert_eq!(decide(&rs, Hook::Input, &mut p, &mut st), (Verdict::Drop, "filter:INPUT:5".into()));
+        let mut p = tcp([1, 1, 1, 1], 1, [2, 2, 2, 2], 2, 0x10);
+        p.proto = 17;
+        assert_eq!(decide(&rs, Hook::Input, &mut p, &mut st), (Verdict::Accept, "filter:INPUT:4".into()), "no view at all is INVALID");
+        let mut p = with_state(tcp([1, 1, 1, 1], 1, [2, 2, 2, 2], 22, 0x02), CtState::New, Dir::Reply);
+        assert_eq!(decide(&rs, Hook::Input, &mut p, &mut st), (Verdict::Accept, "filter:INPUT:2".into()));
+    }
+
+    #[test]
+    fn ip_header_tests() {
+        let rs = ruleset(
+            "*filter
+:INPUT DROP [0:0]
+-A INPUT ! -i eth+ -j ACCEPT
+-A INPUT -s 192.168.0.0/255.255.0.0 ! -d 10.0.0.1 -j ACCEPT
+-A INPUT ! -p tcp -j ACCEPT
+-A INPUT -f -j ACCEPT
+COMMIT
+",
+        );
+        let mut st = rs.new_state();
+        let mut p = tcp([1, 1, 1, 1], 1, [10, 0, 0, 1], 2, 0x02);
+        p.in_iface = Some("lo");
+        assert_eq!(decide(&rs, Hook::Input, &mut p, &mut st).1, "filter:INPUT:1");
+        let mut p = tcp([192, 168, 3, 4], 1, [10, 0, 0, 2], 2, 0x02);
+        assert_eq!(decide(&rs, Hook::Input, &mut p, &mut st).1, "filter:INPUT:2");
+        let mut p = tcp([192, 168, 3, 4], 1, [10, 0, 0, 1], 2, 0x02);
+        assert_eq!(decide(&rs, Hook::Input, &mut p, &mut st).1, "filter:INPUT:policy");
+        p.proto = ipproto::UDP;
+        assert_eq!(decide(&rs, Hook::Input, &mut p, &mut st).1, "filter:INPUT:3");
+        p.proto = ipproto::TCP;
+        p.non_first_fragment = true;
+        assert_eq!(decide(&rs, Hook::Input, &mut p, &mut st).1, "filter:INPUT:4");
+    }
+
+    #[test]
+    fn limit_token_bucket_in_nanoseconds() {
+        // 1/second, burst 2: two at once, then one per second.
+        let rs = ruleset("*filter\n:INPUT DROP [0:0]\n-A INPUT -m limit --limit 1/s --limit-burst 2 -j ACCEPT\nCOMMIT\n");
+        let mut st = rs.new_state();
+        let t0 = 1_700_000_000_000_000_000u64;
+        let mut at = |ns: u64| {
+            let mut p = tcp([1, 1, 1, 1], 1, [2, 2, 2, 2], 2, 0x02);
+            p.now = Timestamp(t0 + ns);
+            decide(&rs, Hook::Input, &mut p, &mut st).0 == Verdict::Accept
+        };
+        assert!(at(0));
+        assert!(at(1));
+        assert!(!at(2));
+        assert!(!at(999_999_999));
+        assert!(at(1_000_000_001));
+        assert!(!at(1_500_000_000));
+        assert!(at(2_000_000_001));
+        // a long pause refills only up to the burst
+        assert!(at(10_000_000_000));
+        assert!(at(10_000_000_000));
+        assert!(!at(10_000_000_000));
+    }
+
+    #[test]
+    fn recent_ssh_brute_force_idiom() {
+        let rs = ruleset(
+            "*filter
+-A INPUT -p tcp --dport 22 -m state --state NEW -m recent --set --name SSH
+-A INPUT -p tcp --dport 22 -m state --state NEW -m recent --update --seconds 60 --hitcount 4 --name SSH -j DROP
+-A INPUT -p tcp --dport 22 -j ACCEPT
+COMMIT
+",
+        );
+        let mut st = rs.new_state();
+        let t0 = 1_700_000_000_000_000_000u64;
+        let mut at = |secs: u64, src: [u8; 4]| {
+            let mut p = with_state(tcp(src, 4000, [2, 2, 2, 2], 22, 0x02), CtState::New, Dir::Original);
+            p.now = Timestamp(t0 + secs * 1_000_000_000);
+            decide(&rs, Hook::Input, &mut p, &mut st).1
+        };
+        assert_eq!(at(0, [1, 1, 1, 1]), "filter:INPUT:3");
+        assert_eq!(at(1, [1, 1, 1, 1]), "filter:INPUT:3");
+        assert_eq!(at(2, [1, 1, 1, 1]), "filter:INPUT:3");
+        // fourth attempt within 60 s: set made 4 stamps → hitcount reached
+        assert_eq!(at(3, [1, 1, 1, 1]), "filter:INPUT:2");
+        assert_eq!(at(4, [9, 9, 9, 9]), "filter:INPUT:3", "another source has its own entry");
+        // after 60 s without attempts the old stamps fall out of the window
+        assert_eq!(at(200, [1, 1, 1, 1]), "filter:INPUT:3");
+    }
+
+    struct Table(Vec<ConnTuple>);
+    impl ConnLiveness for Table {
+        fn liveness(&self, _f: Family, t: &ConnTuple) -> Liveness {
+            if self.0.contains(t) { Liveness::Live } else { Liveness::Gone }
+        }
+    }
+
+    #[test]
+    fn connlimit_counts_live_connections_it_has_seen() {
+        let rs = ruleset("*filter\n-A INPUT -p tcp --syn -m connlimit --connlimit-above 2 -j REJECT --reject-with tcp-reset\nCOMMIT\n");
+        let mut st = rs.new_state();
+        let t0 = 1_700_000_000_000_000_000u64;
+        let mut live = Table(Vec::new());
+        let mut verdicts = Vec::new();
+        for (k, port) in [1001u16, 1002, 1003, 1004].iter().enumerate() {
+            let mut p = with_state(tcp([1, 1, 1, 1], *port, [2, 2, 2, 2], 80, 0x02), CtState::New, Dir::Original);
+            p.now = Timestamp(t0 + k as u64 * 1_000_000_000);
+            p.conns = Some(&live);
+            verdicts.push(decide(&rs, Hook::Input, &mut p, &mut st).0);
+            let ct = p.ct.unwrap();
+            let mut lv = Table(std::mem::take(&mut live.0));
+            lv.0.push(ConnTuple { proto: 6, src: ct.orig.src, dst: ct.orig.dst, sport: ct.orig.sport, dport: ct.orig.dport });
+            live = lv;
+        }
+        assert_eq!(verdicts[..2], [Verdict::Accept, Verdict::Accept]);
+        assert_eq!(verdicts[2], Verdict::Reject(RejectWith::TcpReset));
+        // once the first two connections are gone, a new one fits again
+        live.0.drain(..2);
+        let mut p = with_state(tcp([1, 1, 1, 1], 1009, [2, 2, 2, 2], 80, 0x02), CtState::New, Dir::Original);
+        p.now = Timestamp(t0 + 10_000_000_000);
+        p.conns = Some(&live);
+        assert_eq!(decide(&rs, Hook::Input, &mut p, &mut st).0, Verdict::Reject(RejectWith::TcpReset), "1003 and 1004 remain plus this one: 3 > 2");
+        live.0.clear();
+        let mut p = with_state(tcp([1, 1, 1, 1], 1010, [2, 2, 2, 2], 80, 0x02), CtState::New, Dir::Original);
+        p.now = Timestamp(t0 + 11_000_000_000);
+        p.conns = Some(&live);
+        assert_eq!(decide(&rs, Hook::Input, &mut p, &mut st).0, Verdict::Accept);
+    }
+
+    #[test]
+    fn hashlimit_per_source() {
+        let rs = ruleset("*filter\n:INPUT DROP [0:0]\n-A INPUT -m hashlimit --hashlimit-upto 1/sec --hashlimit-burst 2 --hashlimit-mode srcip --hashlimit-name h -j ACCEPT\nCOMMIT\n");
+        let mut st = rs.new_state();
+        let t0 = 1_700_000_000_000_000_000u64;
+        let mut at = |ms: u64, src: [u8; 4]| {
+            let mut p = tcp(src, 1, [2, 2, 2, 2], 2, 0x02);
+            p.now = Timestamp(t0 + ms * 1_000_000);
+            decide(&rs, Hook::Input, &mut p, &mut st).0 == Verdict::Accept
+        };
+        assert!(at(0, [1, 1, 1, 1]));
+        assert!(at(0, [1, 1, 1, 1]));
+        assert!(!at(0, [1, 1, 1, 1]));
+        assert!(at(0, [3, 3, 3, 3]), "own bucket per source");
+        assert!(!at(996, [1, 1, 1, 1]), "249 jiffies is not yet one second of credit");
+        assert!(at(1000, [1, 1, 1, 1]));
+    }
+
+    #[test]
+    fn state_merge_adds_counters() {
+        let rs = ruleset(SSH);
+        let mut a = rs.new_state();
+        let mut b = rs.new_state();
+        let mut p = with_state(tcp([1, 1, 1, 1], 40000, [2, 2, 2, 2], 22, 0x02), CtState::New, Dir::Original);
+        rs.evaluate(Family::Ipv4, TableId::Filter, Hook::Input, &mut p, &mut a);
+        rs.evaluate(Family::Ipv4, TableId::Filter, Hook::Input, &mut p, &mut b);
+        a.merge(&b);
+        assert!(rs.listing(Family::Ipv4, &a).contains("1           2      120 ACCEPT"));
+        assert!(!rs.needs_global_state());
+    }
+}

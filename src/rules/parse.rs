@@ -113,7 +113,7 @@ impl Parser<'_> {
             if line == "COMMIT" {
                 match open.take() {
                     Some((table, _, _)) => {
-                        self.commit(table, family, no, line)?;
+                        self.commit(table, family, no, lines)?;
                         continue;
                     }
                     None => return Err(self.err(no, line, Fail::new(RuleErrorKind::UnexpectedLine).hint("COMMIT outside a table"), None)),
@@ -193,10 +193,17 @@ impl Parser<'_> {
         Ok(())
     }
 
-    fn commit(&mut self, table: TableAst, family: Family, no: usize, line: &str) -> Result<(), RuleError> {
+    fn commit(&mut self, table: TableAst, family: Family, no: usize, lines: &[&str]) -> Result<(), RuleError> {
         if let Err((f, rule_line)) = check_table(&table, family) {
             let l = rule_line.unwrap_or(no);
-            return Err(self.err(l, if rule_line.is_some() { "" } else { line }, f, None));
+            let src = lines.get(l - 1).copied().unwrap_or("");
+            let tok = match &f.kind {
+                RuleErrorKind::UnknownTarget(n) | RuleErrorKind::Loop(n) => restore_tokens(src)
+                    .ok()
+                    .and_then(|ts| ts.windows(2).find(|w| matches!(w[0].text.as_str(), "-j" | "-g" | "--jump" | "--goto") && w[1].text == *n).map(|w| w[1].clone())),
+                _ => None,
+            };
+            return Err(self.err(l, src, f, tok.as_ref()));
         }
         let fam = self.out.family_mut(family);
         let id = table.id;
