@@ -559,6 +559,8 @@ pub(crate) enum CmdKind {
 pub(crate) struct Command {
     kind: CmdKind,
     chain: Option<Tok>,
+    /// The word after -j/-g, for error positions.
+    target_tok: Option<Tok>,
     rules: Vec<RuleAst>,
     /// `-4`/`-6`: the line applies to one family only.
     family_only: Option<Family>,
@@ -810,7 +812,7 @@ pub(crate) fn parse_command(toks: &[Tok], family: Family, table: Option<TableId>
         } else if t.text.len() >= 2 && t.text.starts_with('-') && !t.text[1..].starts_with('-') {
             let c = t.text[1..].chars().next().unwrap_or(' ');
             let rest = &t.text[1 + c.len_utf8()..];
-            match global_short(c) {
+            match global_short(c).filter(|g| !(*g == G::Frag && family == Family::Ipv6)) {
                 Some(g) => (Resolved::Global(g), (!rest.is_empty()).then(|| rest.to_string()), format!("-{c}")),
                 None => return Err(perr(Fail::new(RuleErrorKind::UnknownOption(t.text.clone())), t)),
             }
@@ -1116,11 +1118,12 @@ pub(crate) fn parse_command(toks: &[Tok], family: Family, table: Option<TableId>
     if !takes_rule && has_rule_opts {
         return Err(perr(Fail::invalid(format!("-{c} does not take rule options")), &ctok));
     }
+    let target_tok = b.target.as_ref().map(|t| t.1.clone());
     let mut rules = Vec::new();
     if takes_rule {
         rules = finish_rule(b, chain.as_ref())?;
     }
-    Ok(Some(Command { kind, chain, rules, family_only }))
+    Ok(Some(Command { kind, chain, target_tok, rules, family_only }))
 }
 
 /// Loads the `-p` protocol's match when an unknown option shows up, as
@@ -1214,6 +1217,19 @@ fn apply(table: &mut TableAst, cmd: Command, line: usize) -> Result<(), PErr> {
     let mut rules = cmd.rules;
     for r in &mut rules {
         r.line = line;
+        // The kernel resolves a jump when the rule is added: the chain must
+        // exist by then (declared earlier in the file).
+        if let Target::Jump(n) | Target::Goto(n) = &r.target {
+            if table.chain_index(n).is_none() {
+                let names: Vec<&str> = table.chains.iter().filter(|c| c.hook.is_none()).map(|c| c.name.as_str()).collect();
+                let mut f = Fail::new(RuleErrorKind::UnknownTarget(n.clone()));
+                f = match targets::unknown_target_hint(n, &names) {
+                    Some(h) => f.hint(h),
+                    None => f.hint(format!("no target or chain of this name in the {} table (declare chains before the rules that jump to them)", table.id.name())),
+                };
+                return Err((f, cmd.target_tok.clone()));
+            }
+        }
     }
     match cmd.kind {
         CmdKind::Append => {

@@ -355,9 +355,7 @@ impl MatchExt for ConntrackExt {
                 };
                 let lo = parse_uint(&optname, a, 0, u32::MAX as u64)? as u32;
                 let hi = parse_uint(&optname, b, 0, u32::MAX as u64)? as u32;
-                if lo > hi {
-                    return Err(Fail::bad(&optname, arg, "min:max with min <= max"));
-                }
+                // A reversed range is accepted and never matches.
                 set(&mut m.expire, Inv { v: (lo, hi), inv }, &optname)
             }
             8..=11 => {
