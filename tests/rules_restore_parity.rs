@@ -11,12 +11,14 @@ use std::io::Write;
 use std::path::Path;
 use std::process::{Command, Stdio};
 
-use ctsim::rules::{parse_rules, Ruleset};
+use ctsim::rules::{Ruleset, parse_rules};
 use ctsim::wire::Family;
 
 /// A rule in INPUT of the filter table, with a user chain `u` declared.
 fn f(rule: &str) -> String {
-    format!("*filter\n:INPUT ACCEPT [0:0]\n:FORWARD ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n:u - [0:0]\n-A INPUT {rule}\nCOMMIT\n")
+    format!(
+        "*filter\n:INPUT ACCEPT [0:0]\n:FORWARD ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n:u - [0:0]\n-A INPUT {rule}\nCOMMIT\n"
+    )
 }
 
 /// A rule in `chain` of `table`, with a user chain `u` declared.
@@ -215,10 +217,22 @@ fn cases() -> Vec<(Family, String)> {
         ("mangle", "PREROUTING", "-j CT --notrack"),
         ("raw", "PREROUTING", "-j MARK --set-mark 1"),
         ("raw", "PREROUTING", "-m conntrack --ctstate NEW"),
-        ("filter", "OUTPUT", "-m addrtype --src-type LOCAL --limit-iface-in"),
-        ("filter", "INPUT", "-m addrtype --src-type LOCAL --limit-iface-in"),
+        (
+            "filter",
+            "OUTPUT",
+            "-m addrtype --src-type LOCAL --limit-iface-in",
+        ),
+        (
+            "filter",
+            "INPUT",
+            "-m addrtype --src-type LOCAL --limit-iface-in",
+        ),
         ("filter", "OUTPUT", "-m mac --mac-source 00:11:22:33:44:55"),
-        ("nat", "PREROUTING", "-p tcp -j DNAT --to-destination 1.2.3.4:80"),
+        (
+            "nat",
+            "PREROUTING",
+            "-p tcp -j DNAT --to-destination 1.2.3.4:80",
+        ),
         ("nat", "PREROUTING", "-j DNAT --to-destination 1.2.3.4:80"),
         ("nat", "PREROUTING", "-j DNAT --to-destination 1.2.3.4"),
         ("nat", "POSTROUTING", "-j MASQUERADE"),
@@ -324,7 +338,10 @@ fn ctsim_accepts(family: Family, text: &str) -> Result<(), String> {
 fn restore_parity() {
     // SAFETY-free root check: geteuid has no preconditions.
     let root = unsafe { libc::geteuid() } == 0;
-    let have = Command::new("iptables-restore").arg("--version").output().is_ok_and(|o| o.status.success());
+    let have = Command::new("iptables-restore")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
     let probe = real_accepts(Family::Ipv4, "*filter\nCOMMIT\n");
     if !root || !have || probe != Some(true) {
         eprintln!(
@@ -342,9 +359,17 @@ fn restore_parity() {
                 "{family:?}: iptables-restore {} but ctsim {}\n{text}{}",
                 if real { "accepts" } else { "rejects" },
                 if ours.is_ok() { "accepts" } else { "rejects" },
-                ours.err().map(|e| format!("ctsim said: {e}\n")).unwrap_or_default()
+                ours.err()
+                    .map(|e| format!("ctsim said: {e}\n"))
+                    .unwrap_or_default()
             ));
         }
     }
-    assert!(mismatches.is_empty(), "{} of {} cases differ:\n\n{}", mismatches.len(), cases.len(), mismatches.join("\n"));
+    assert!(
+        mismatches.is_empty(),
+        "{} of {} cases differ:\n\n{}",
+        mismatches.len(),
+        cases.len(),
+        mismatches.join("\n")
+    );
 }

@@ -4,11 +4,14 @@
 //! when a table is committed: jumps to chains that exist and are not
 //! built-in, and no loops or nesting deeper than the jump stack.
 
+// RuleError is large (file, source line, hint) and built at most once.
+#![allow(clippy::result_large_err)]
+
 use rustc_hash::FxHashMap;
 
 use super::ast::{IpSpec, RuleFile, TableAst};
 use super::error::{Fail, RuleError, RuleErrorKind};
-use super::eval::{RuleState, JUMP_STACK};
+use super::eval::{JUMP_STACK, RuleState};
 use super::matches::limit::LimitState;
 use super::matches::recent::RecentTable;
 use super::matches::{Match, SlotState};
@@ -26,11 +29,23 @@ pub(crate) enum CTarget {
     Jump(usize),
     Goto(usize),
     Reject(RejectWith),
-    Log { prefix: String, level: u8 },
-    Nflog { prefix: String, group: u16 },
-    Mark { value: u32, mask: u32 },
+    Log {
+        prefix: String,
+        level: u8,
+    },
+    Nflog {
+        prefix: String,
+        group: u16,
+    },
+    Mark {
+        value: u32,
+        mask: u32,
+    },
     Connmark(ConnmarkOp),
-    Ct { notrack: bool, helper: Option<String> },
+    Ct {
+        notrack: bool,
+        helper: Option<String>,
+    },
     Nat,
 }
 
@@ -84,8 +99,18 @@ fn fam_index(f: Family) -> usize {
 /// Checks one table as the kernel does on commit. On failure: the error and
 /// the line of the rule at fault.
 pub(crate) fn check_table(t: &TableAst, _family: Family) -> Result<(), (Fail, Option<usize>)> {
-    let index: FxHashMap<&str, usize> = t.chains.iter().enumerate().map(|(i, c)| (c.name.as_str(), i)).collect();
-    let names: Vec<&str> = t.chains.iter().filter(|c| c.hook.is_none()).map(|c| c.name.as_str()).collect();
+    let index: FxHashMap<&str, usize> = t
+        .chains
+        .iter()
+        .enumerate()
+        .map(|(i, c)| (c.name.as_str(), i))
+        .collect();
+    let names: Vec<&str> = t
+        .chains
+        .iter()
+        .filter(|c| c.hook.is_none())
+        .map(|c| c.name.as_str())
+        .collect();
     let mut edges: Vec<Vec<(usize, usize)>> = vec![Vec::new(); t.chains.len()];
     for (ci, c) in t.chains.iter().enumerate() {
         for r in &c.rules {
@@ -96,13 +121,17 @@ pub(crate) fn check_table(t: &TableAst, _family: Family) -> Result<(), (Fail, Op
                         if let Some(h) = targets::unknown_target_hint(n, &names) {
                             f = f.hint(h);
                         } else {
-                            f = f.hint(format!("no target or chain of this name in the {} table", t.id.name()));
+                            f = f.hint(format!(
+                                "no target or chain of this name in the {} table",
+                                t.id.name()
+                            ));
                         }
                         return Err((f, Some(r.line)));
                     }
                     Some(&j) if t.chains[j].hook.is_some() => {
                         return Err((
-                            Fail::invalid(format!("cannot jump to the built-in chain {n}")).hint("jump to a user-defined chain"),
+                            Fail::invalid(format!("cannot jump to the built-in chain {n}"))
+                                .hint("jump to a user-defined chain"),
                             Some(r.line),
                         ));
                     }
@@ -119,10 +148,17 @@ pub(crate) fn check_table(t: &TableAst, _family: Family) -> Result<(), (Fail, Op
         OnPath,
         Done(usize),
     }
-    fn depth(c: usize, edges: &[Vec<(usize, usize)>], marks: &mut [Mark], names: &[&str]) -> Result<usize, (Fail, Option<usize>)> {
+    fn depth(
+        c: usize,
+        edges: &[Vec<(usize, usize)>],
+        marks: &mut [Mark],
+        names: &[&str],
+    ) -> Result<usize, (Fail, Option<usize>)> {
         match marks[c] {
             Mark::Done(d) => return Ok(d),
-            Mark::OnPath => return Err((Fail::new(RuleErrorKind::Loop(names[c].to_string())), None)),
+            Mark::OnPath => {
+                return Err((Fail::new(RuleErrorKind::Loop(names[c].to_string())), None));
+            }
             Mark::New => {}
         }
         marks[c] = Mark::OnPath;
@@ -141,7 +177,10 @@ pub(crate) fn check_table(t: &TableAst, _family: Family) -> Result<(), (Fail, Op
             let d = depth(ci, &edges, &mut marks, &all_names)?;
             if d >= JUMP_STACK {
                 return Err((
-                    Fail::new(RuleErrorKind::Loop(c.name.clone())).hint(format!("chains nest {d} jumps deep; the kernel allows {}", JUMP_STACK - 1)),
+                    Fail::new(RuleErrorKind::Loop(c.name.clone())).hint(format!(
+                        "chains nest {d} jumps deep; the kernel allows {}",
+                        JUMP_STACK - 1
+                    )),
                     None,
                 ));
             }
@@ -153,7 +192,12 @@ pub(crate) fn check_table(t: &TableAst, _family: Family) -> Result<(), (Fail, Op
 impl Ruleset {
     /// Compiles a parsed rule file.
     pub fn compile(file: &RuleFile) -> Result<Ruleset, RuleError> {
-        let mut rs = Ruleset { tables: Default::default(), counters: 0, slot_init: Vec::new(), stateful: false };
+        let mut rs = Ruleset {
+            tables: Default::default(),
+            counters: 0,
+            slot_init: Vec::new(),
+            stateful: false,
+        };
         // Named tables shared between rules: recent by name (both
         // families), hashlimit by (name, family).
         let mut recent_slots: FxHashMap<String, usize> = FxHashMap::default();
@@ -169,8 +213,16 @@ impl Ruleset {
                     hint: f.hint,
                     source_line: String::new(),
                 })?;
-                let index: FxHashMap<&str, usize> = t.chains.iter().enumerate().map(|(i, c)| (c.name.as_str(), i)).collect();
-                let mut ct = CTable { chains: Vec::with_capacity(t.chains.len()), builtin: [None; 5] };
+                let index: FxHashMap<&str, usize> = t
+                    .chains
+                    .iter()
+                    .enumerate()
+                    .map(|(i, c)| (c.name.as_str(), i))
+                    .collect();
+                let mut ct = CTable {
+                    chains: Vec::with_capacity(t.chains.len()),
+                    builtin: [None; 5],
+                };
                 for (ci, c) in t.chains.iter().enumerate() {
                     if let Some(h) = c.hook {
                         ct.builtin[h as usize] = Some(ci);
@@ -189,17 +241,43 @@ impl Ruleset {
                             Target::Jump(n) => CTarget::Jump(index[n.as_str()]),
                             Target::Goto(n) => CTarget::Goto(index[n.as_str()]),
                             Target::Reject(w) => CTarget::Reject(*w),
-                            Target::Log(l) => CTarget::Log { prefix: l.prefix.clone(), level: l.level },
-                            Target::Nflog(n) => CTarget::Nflog { prefix: n.prefix.clone(), group: n.group },
-                            Target::Mark { value, mask } => CTarget::Mark { value: *value, mask: *mask },
+                            Target::Log(l) => CTarget::Log {
+                                prefix: l.prefix.clone(),
+                                level: l.level,
+                            },
+                            Target::Nflog(n) => CTarget::Nflog {
+                                prefix: n.prefix.clone(),
+                                group: n.group,
+                            },
+                            Target::Mark { value, mask } => CTarget::Mark {
+                                value: *value,
+                                mask: *mask,
+                            },
                             Target::Connmark(op) => CTarget::Connmark(*op),
-                            Target::Ct(c) => CTarget::Ct { notrack: c.notrack, helper: c.helper.clone() },
+                            Target::Ct(c) => CTarget::Ct {
+                                notrack: c.notrack,
+                                helper: c.helper.clone(),
+                            },
                             Target::Nat { .. } => CTarget::Nat,
                         };
-                        rules.push(CRule { ip: r.ip.clone(), matches, target, shown: r.target.clone(), counter: rs.counters, line: r.line });
+                        rules.push(CRule {
+                            ip: r.ip.clone(),
+                            matches,
+                            target,
+                            shown: r.target.clone(),
+                            counter: rs.counters,
+                            line: r.line,
+                        });
                         rs.counters += 1;
                     }
-                    ct.chains.push(CChain { name: c.name.clone(), hook: c.hook, policy: c.policy, rules, counter: rs.counters, references: 0 });
+                    ct.chains.push(CChain {
+                        name: c.name.clone(),
+                        hook: c.hook,
+                        policy: c.policy,
+                        rules,
+                        counter: rs.counters,
+                        references: 0,
+                    });
                     rs.counters += 1;
                 }
                 for ci in 0..ct.chains.len() {
@@ -207,7 +285,9 @@ impl Ruleset {
                         .chains
                         .iter()
                         .flat_map(|c| &c.rules)
-                        .filter(|r| matches!(r.target, CTarget::Jump(j) | CTarget::Goto(j) if j == ci))
+                        .filter(
+                            |r| matches!(r.target, CTarget::Jump(j) | CTarget::Goto(j) if j == ci),
+                        )
                         .count();
                     ct.chains[ci].references = refs;
                 }
@@ -237,7 +317,8 @@ impl Ruleset {
             }
             Match::Connlimit(c) => {
                 c.slot = next;
-                self.slot_init.push(SlotState::Connlimit(Default::default()));
+                self.slot_init
+                    .push(SlotState::Connlimit(Default::default()));
             }
             Match::Recent(r) => {
                 let want = RecentTable::mask_for(r.hit_count);
@@ -251,7 +332,8 @@ impl Ruleset {
                     None => {
                         r.slot = next;
                         recent.insert(r.name.clone(), next);
-                        self.slot_init.push(SlotState::Recent(RecentTable::new(want)));
+                        self.slot_init
+                            .push(SlotState::Recent(RecentTable::new(want)));
                     }
                 }
             }
@@ -271,7 +353,10 @@ impl Ruleset {
 
     /// Fresh counters and stateful-match state for one worker.
     pub fn new_state(&self) -> RuleState {
-        RuleState { counters: vec![(0, 0); self.counters], slots: self.slot_init.clone() }
+        RuleState {
+            counters: vec![(0, 0); self.counters],
+            slots: self.slot_init.clone(),
+        }
     }
 
     /// True if a rule uses limit, hashlimit, recent, connlimit or statistic:
@@ -295,7 +380,10 @@ impl Ruleset {
     pub fn rule_counts(&self, family: Family) -> Vec<(TableId, usize)> {
         TableId::ALL
             .iter()
-            .filter_map(|&id| self.table(family, id).map(|t| (id, t.chains.iter().map(|c| c.rules.len()).sum())))
+            .filter_map(|&id| {
+                self.table(family, id)
+                    .map(|t| (id, t.chains.iter().map(|c| c.rules.len()).sum()))
+            })
             .collect()
     }
 

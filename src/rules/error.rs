@@ -60,10 +60,7 @@ pub enum RuleErrorKind {
     Invalid(String),
     /// A port option or match used without the protocol it needs.
     #[error("{option} needs {needs}")]
-    NeedsProtocol {
-        option: String,
-        needs: &'static str,
-    },
+    NeedsProtocol { option: String, needs: &'static str },
     /// A target or match used in a table or chain where the kernel refuses it.
     #[error("{what} is not allowed in {place}")]
     NotAllowedHere { what: String, place: String },
@@ -176,7 +173,10 @@ impl From<RuleErrorKind> for Fail {
 
 /// The closest candidate to `word` by edit distance, if it is close enough
 /// to be a plausible typo (used for "did you mean …?").
-pub(crate) fn closest<'a>(word: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
+pub(crate) fn closest<'a>(
+    word: &str,
+    candidates: impl IntoIterator<Item = &'a str>,
+) -> Option<&'a str> {
     let w = word.to_ascii_uppercase();
     let mut best: Option<(usize, &str)> = None;
     for c in candidates {

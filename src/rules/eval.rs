@@ -13,7 +13,7 @@ use std::net::IpAddr;
 
 use super::ast::IpSpec;
 use super::compile::{CTarget, Ruleset};
-use super::matches::{addr_bits, SlotState};
+use super::matches::{SlotState, addr_bits};
 use super::targets::{ConnmarkOp, RejectWith};
 use super::{Hook, Policy, TableId};
 use crate::conntrack::{CtState, Dir, Status};
@@ -229,33 +229,33 @@ impl RuleState {
 
 #[inline]
 fn ip_matches(ip: &IpSpec, ctx: &EvalCtx) -> bool {
-    if let Some(s) = &ip.src {
-        if s.contains(addr_bits(ctx.src)) == ip.src_inv {
-            return false;
-        }
+    if let Some(s) = &ip.src
+        && s.contains(addr_bits(ctx.src)) == ip.src_inv
+    {
+        return false;
     }
-    if let Some(d) = &ip.dst {
-        if d.contains(addr_bits(ctx.dst)) == ip.dst_inv {
-            return false;
-        }
+    if let Some(d) = &ip.dst
+        && d.contains(addr_bits(ctx.dst)) == ip.dst_inv
+    {
+        return false;
     }
-    if let Some(i) = &ip.iniface {
-        if i.matches(ctx.in_iface) == ip.iniface_inv {
-            return false;
-        }
+    if let Some(i) = &ip.iniface
+        && i.matches(ctx.in_iface) == ip.iniface_inv
+    {
+        return false;
     }
-    if let Some(o) = &ip.outiface {
-        if o.matches(ctx.out_iface) == ip.outiface_inv {
-            return false;
-        }
+    if let Some(o) = &ip.outiface
+        && o.matches(ctx.out_iface) == ip.outiface_inv
+    {
+        return false;
     }
     if ip.proto != 0 && (ctx.proto == ip.proto) == ip.proto_inv {
         return false;
     }
-    if let Some(f) = ip.frag {
-        if ctx.non_first_fragment != f {
-            return false;
-        }
+    if let Some(f) = ip.frag
+        && ctx.non_first_fragment != f
+    {
+        return false;
     }
     true
 }
@@ -277,7 +277,11 @@ impl Ruleset {
     ) -> Decision<'r> {
         let mut d = Decision {
             verdict: Verdict::Accept,
-            rule: RuleRef { table, chain: hook.chain_name(), num: None },
+            rule: RuleRef {
+                table,
+                chain: hook.chain_name(),
+                num: None,
+            },
             logged: Vec::new(),
             ct: None,
             nat: false,
@@ -323,7 +327,11 @@ impl Ruleset {
                 cnt.0 += 1;
                 cnt.1 += bytes;
             }
-            let here = RuleRef { table, chain: &c.name, num: Some(idx as u32) };
+            let here = RuleRef {
+                table,
+                chain: &c.name,
+                num: Some(idx as u32),
+            };
             match &r.target {
                 CTarget::None => {}
                 CTarget::Accept => {
@@ -388,7 +396,9 @@ impl Ruleset {
                     let nfmark = ctx.nfmark;
                     if let Some(ct) = ctx.ct.as_mut().filter(|c| c.has_entry()) {
                         match *op {
-                            ConnmarkOp::Set { value, ctmask } => ct.ctmark = (ct.ctmark & !ctmask) ^ value,
+                            ConnmarkOp::Set { value, ctmask } => {
+                                ct.ctmark = (ct.ctmark & !ctmask) ^ value
+                            }
                             ConnmarkOp::Save { nfmask, ctmask } => {
                                 ct.ctmark = (ct.ctmark & !ctmask) ^ (nfmark & nfmask)
                             }
@@ -420,7 +430,11 @@ impl Ruleset {
             Policy::Accept => Verdict::Accept,
             Policy::Drop => Verdict::Drop,
         };
-        d.rule = RuleRef { table, chain: &b.name, num: None };
+        d.rule = RuleRef {
+            table,
+            chain: &b.name,
+            num: None,
+        };
         d
     }
 }
@@ -428,17 +442,24 @@ impl Ruleset {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use crate::rules::{parse_rules, Ruleset};
+    use crate::rules::{Ruleset, parse_rules};
     use crate::wire::ipproto;
     use std::net::Ipv4Addr;
     use std::path::PathBuf;
 
     pub(crate) fn ruleset(text: &str) -> Ruleset {
-        let f = parse_rules(text, &PathBuf::from("t.rules"), Family::Ipv4).unwrap_or_else(|e| panic!("{e}"));
+        let f = parse_rules(text, &PathBuf::from("t.rules"), Family::Ipv4)
+            .unwrap_or_else(|e| panic!("{e}"));
         Ruleset::compile(&f).unwrap_or_else(|e| panic!("{e}"))
     }
 
-    pub(crate) fn tcp(src: [u8; 4], sport: u16, dst: [u8; 4], dport: u16, flags: u8) -> EvalCtx<'static> {
+    pub(crate) fn tcp(
+        src: [u8; 4],
+        sport: u16,
+        dst: [u8; 4],
+        dport: u16,
+        flags: u8,
+    ) -> EvalCtx<'static> {
         EvalCtx {
             family: Family::Ipv4,
             src: IpAddr::V4(Ipv4Addr::from(src)),
@@ -467,9 +488,23 @@ pub(crate) mod tests {
         }
     }
 
-    pub(crate) fn with_state(mut c: EvalCtx<'static>, state: CtState, dir: Dir) -> EvalCtx<'static> {
-        let t = CtTupleView { src: c.src, dst: c.dst, sport: c.sport.unwrap_or(0), dport: c.dport.unwrap_or(0) };
-        let r = CtTupleView { src: c.dst, dst: c.src, sport: t.dport, dport: t.sport };
+    pub(crate) fn with_state(
+        mut c: EvalCtx<'static>,
+        state: CtState,
+        dir: Dir,
+    ) -> EvalCtx<'static> {
+        let t = CtTupleView {
+            src: c.src,
+            dst: c.dst,
+            sport: c.sport.unwrap_or(0),
+            dport: c.dport.unwrap_or(0),
+        };
+        let r = CtTupleView {
+            src: c.dst,
+            dst: c.src,
+            sport: t.dport,
+            dport: t.sport,
+        };
         let (orig, reply) = if dir == Dir::Original { (t, r) } else { (r, t) };
         c.ct = Some(CtView {
             state,
@@ -484,7 +519,12 @@ pub(crate) mod tests {
         c
     }
 
-    fn decide(rs: &Ruleset, hook: Hook, ctx: &mut EvalCtx, st: &mut RuleState) -> (Verdict, String) {
+    fn decide(
+        rs: &Ruleset,
+        hook: Hook,
+        ctx: &mut EvalCtx,
+        st: &mut RuleState,
+    ) -> (Verdict, String) {
         let d = rs.evaluate(Family::Ipv4, TableId::Filter, hook, ctx, st);
         (d.verdict, d.rule.to_string())
     }
@@ -506,24 +546,45 @@ COMMIT
         let s = [10, 0, 0, 1];
         // client SYN: NEW, accepted by INPUT rule 1
         let mut p = with_state(tcp(c, 40000, s, 22, 0x02), CtState::New, Dir::Original);
-        assert_eq!(decide(&rs, Hook::Input, &mut p, &mut st), (Verdict::Accept, "filter:INPUT:1".into()));
+        assert_eq!(
+            decide(&rs, Hook::Input, &mut p, &mut st),
+            (Verdict::Accept, "filter:INPUT:1".into())
+        );
         // server SYN/ACK out: ESTABLISHED, OUTPUT rule 1
         let mut p = with_state(tcp(s, 22, c, 40000, 0x12), CtState::Established, Dir::Reply);
-        assert_eq!(decide(&rs, Hook::Output, &mut p, &mut st), (Verdict::Accept, "filter:OUTPUT:1".into()));
+        assert_eq!(
+            decide(&rs, Hook::Output, &mut p, &mut st),
+            (Verdict::Accept, "filter:OUTPUT:1".into())
+        );
         // a NEW packet leaving from port 22 is dropped by the OUTPUT policy
         let mut p = with_state(tcp(s, 22, c, 40000, 0x02), CtState::New, Dir::Original);
-        assert_eq!(decide(&rs, Hook::Output, &mut p, &mut st), (Verdict::Drop, "filter:OUTPUT:policy".into()));
+        assert_eq!(
+            decide(&rs, Hook::Output, &mut p, &mut st),
+            (Verdict::Drop, "filter:OUTPUT:policy".into())
+        );
         // a privileged source port is outside 513:65535
         let mut p = with_state(tcp(c, 100, s, 22, 0x02), CtState::New, Dir::Original);
-        assert_eq!(decide(&rs, Hook::Input, &mut p, &mut st), (Verdict::Drop, "filter:INPUT:policy".into()));
+        assert_eq!(
+            decide(&rs, Hook::Input, &mut p, &mut st),
+            (Verdict::Drop, "filter:INPUT:policy".into())
+        );
         // INVALID (no entry) is not NEW or ESTABLISHED
         let mut p = with_state(tcp(c, 40000, s, 22, 0x10), CtState::Invalid, Dir::Original);
-        assert_eq!(decide(&rs, Hook::Input, &mut p, &mut st), (Verdict::Drop, "filter:INPUT:policy".into()));
+        assert_eq!(
+            decide(&rs, Hook::Input, &mut p, &mut st),
+            (Verdict::Drop, "filter:INPUT:policy".into())
+        );
         // FORWARD has no rules
         let mut p = with_state(tcp(c, 40000, s, 22, 0x02), CtState::New, Dir::Original);
-        assert_eq!(decide(&rs, Hook::Forward, &mut p, &mut st), (Verdict::Drop, "filter:FORWARD:policy".into()));
+        assert_eq!(
+            decide(&rs, Hook::Forward, &mut p, &mut st),
+            (Verdict::Drop, "filter:FORWARD:policy".into())
+        );
         let l = rs.listing(Family::Ipv4, &st);
-        assert!(l.contains("Chain INPUT (policy DROP 2 packets, 120 bytes)"), "{l}");
+        assert!(
+            l.contains("Chain INPUT (policy DROP 2 packets, 120 bytes)"),
+            "{l}"
+        );
         // column layout as printed by iptables v1.8.9 for the same rule
         assert!(l.contains("1           1       60 ACCEPT     6    --  *      *       0.0.0.0/0            0.0.0.0/0            tcp spts:513:65535 dpt:22 state NEW,ESTABLISHED\n"), "{l}");
     }
@@ -554,16 +615,40 @@ COMMIT
             let mut p = tcp(src, sport, [10, 0, 0, 1], dport, 0x02);
             decide(&rs, Hook::Input, &mut p, &mut st)
         };
-        assert_eq!(run([10, 0, 0, 9], 5, 1), (Verdict::Drop, "filter:a:1".into()));
-        assert_eq!(run([10, 0, 0, 2], 7, 1), (Verdict::Accept, "filter:c:1".into()));
+        assert_eq!(
+            run([10, 0, 0, 9], 5, 1),
+            (Verdict::Drop, "filter:a:1".into())
+        );
+        assert_eq!(
+            run([10, 0, 0, 2], 7, 1),
+            (Verdict::Accept, "filter:c:1".into())
+        );
         // c returns to a, a's next rule rejects
-        assert_eq!(run([10, 0, 0, 2], 5, 1), (Verdict::Reject(RejectWith::IcmpPortUnreachable), "filter:a:3".into()));
-        assert_eq!(run([10, 0, 0, 2], 8, 2), (Verdict::Accept, "filter:b:1".into()));
+        assert_eq!(
+            run([10, 0, 0, 2], 5, 1),
+            (
+                Verdict::Reject(RejectWith::IcmpPortUnreachable),
+                "filter:a:3".into()
+            )
+        );
+        assert_eq!(
+            run([10, 0, 0, 2], 8, 2),
+            (Verdict::Accept, "filter:b:1".into())
+        );
         // the end of a goto'd chain returns to INPUT's caller: the policy
-        assert_eq!(run([10, 0, 0, 2], 9, 2), (Verdict::Drop, "filter:INPUT:policy".into()));
+        assert_eq!(
+            run([10, 0, 0, 2], 9, 2),
+            (Verdict::Drop, "filter:INPUT:policy".into())
+        );
         // RETURN in a built-in chain applies the policy
-        assert_eq!(run([10, 0, 0, 2], 9, 3), (Verdict::Drop, "filter:INPUT:policy".into()));
-        assert_eq!(run([10, 0, 0, 2], 9, 4), (Verdict::Accept, "filter:INPUT:4".into()));
+        assert_eq!(
+            run([10, 0, 0, 2], 9, 3),
+            (Verdict::Drop, "filter:INPUT:policy".into())
+        );
+        assert_eq!(
+            run([10, 0, 0, 2], 9, 4),
+            (Verdict::Accept, "filter:INPUT:4".into())
+        );
     }
 
     #[test]
@@ -584,24 +669,56 @@ COMMIT
         );
         let mut st = rs.new_state();
         let mut p = tcp([1, 1, 1, 1], 1000, [2, 2, 2, 2], 21, 0x02);
-        let d = rs.evaluate(Family::Ipv4, TableId::Raw, Hook::Prerouting, &mut p, &mut st);
-        assert_eq!(d.ct, Some(CtAction::Helper("ftp")), "the first CT target wins");
+        let d = rs.evaluate(
+            Family::Ipv4,
+            TableId::Raw,
+            Hook::Prerouting,
+            &mut p,
+            &mut st,
+        );
+        assert_eq!(
+            d.ct,
+            Some(CtAction::Helper("ftp")),
+            "the first CT target wins"
+        );
         assert_eq!(d.rule.to_string(), "raw:PREROUTING:policy");
-        let mut p = with_state(tcp([1, 1, 1, 1], 1000, [2, 2, 2, 2], 21, 0x02), CtState::New, Dir::Original);
+        let mut p = with_state(
+            tcp([1, 1, 1, 1], 1000, [2, 2, 2, 2], 21, 0x02),
+            CtState::New,
+            Dir::Original,
+        );
         p.nfmark = 0xa0;
-        let d = rs.evaluate(Family::Ipv4, TableId::Mangle, Hook::Prerouting, &mut p, &mut st);
+        let d = rs.evaluate(
+            Family::Ipv4,
+            TableId::Mangle,
+            Hook::Prerouting,
+            &mut p,
+            &mut st,
+        );
         assert_eq!(p.nfmark, 0x1a5);
         assert_eq!(p.ct.unwrap().ctmark, 0xa5);
         assert_eq!(d.logged.len(), 1);
         assert_eq!(d.logged[0].prefix, "seen: ");
         assert_eq!(d.logged[0].rule.to_string(), "mangle:PREROUTING:3");
         // CONNMARK restore with masks
-        let rs = ruleset("*mangle\n-A PREROUTING -j CONNMARK --restore-mark --nfmask 0xff --ctmask 0x0f\nCOMMIT\n");
+        let rs = ruleset(
+            "*mangle\n-A PREROUTING -j CONNMARK --restore-mark --nfmask 0xff --ctmask 0x0f\nCOMMIT\n",
+        );
         let mut st = rs.new_state();
-        let mut p = with_state(tcp([1, 1, 1, 1], 1, [2, 2, 2, 2], 2, 0x10), CtState::Established, Dir::Original);
+        let mut p = with_state(
+            tcp([1, 1, 1, 1], 1, [2, 2, 2, 2], 2, 0x10),
+            CtState::Established,
+            Dir::Original,
+        );
         p.nfmark = 0x1234;
         p.ct.as_mut().unwrap().ctmark = 0xab;
-        rs.evaluate(Family::Ipv4, TableId::Mangle, Hook::Prerouting, &mut p, &mut st);
+        rs.evaluate(
+            Family::Ipv4,
+            TableId::Mangle,
+            Hook::Prerouting,
+            &mut p,
+            &mut st,
+        );
         assert_eq!(p.nfmark, 0x120b);
     }
 
@@ -621,15 +738,40 @@ COMMIT
         let mut st = rs.new_state();
         // Without an entry a --ctstate test that passes decides alone: the
         // other options of the same match are not looked at (xt_conntrack).
-        let mut p = with_state(tcp([1, 1, 1, 1], 1, [2, 2, 2, 2], 2, 0x10), CtState::Invalid, Dir::Original);
-        assert_eq!(decide(&rs, Hook::Input, &mut p, &mut st), (Verdict::Accept, "filter:INPUT:4".into()));
-        let mut p = with_state(tcp([1, 1, 1, 1], 1, [2, 2, 2, 2], 2, 0x10), CtState::Untracked, Dir::Original);
-        assert_eq!(decide(&rs, Hook::Input, &mut p, &mut st), (Verdict::Drop, "filter:INPUT:5".into()));
+        let mut p = with_state(
+            tcp([1, 1, 1, 1], 1, [2, 2, 2, 2], 2, 0x10),
+            CtState::Invalid,
+            Dir::Original,
+        );
+        assert_eq!(
+            decide(&rs, Hook::Input, &mut p, &mut st),
+            (Verdict::Accept, "filter:INPUT:4".into())
+        );
+        let mut p = with_state(
+            tcp([1, 1, 1, 1], 1, [2, 2, 2, 2], 2, 0x10),
+            CtState::Untracked,
+            Dir::Original,
+        );
+        assert_eq!(
+            decide(&rs, Hook::Input, &mut p, &mut st),
+            (Verdict::Drop, "filter:INPUT:5".into())
+        );
         let mut p = tcp([1, 1, 1, 1], 1, [2, 2, 2, 2], 2, 0x10);
         p.proto = 17;
-        assert_eq!(decide(&rs, Hook::Input, &mut p, &mut st), (Verdict::Accept, "filter:INPUT:4".into()), "no view at all is INVALID");
-        let mut p = with_state(tcp([1, 1, 1, 1], 1, [2, 2, 2, 2], 22, 0x02), CtState::New, Dir::Reply);
-        assert_eq!(decide(&rs, Hook::Input, &mut p, &mut st), (Verdict::Accept, "filter:INPUT:2".into()));
+        assert_eq!(
+            decide(&rs, Hook::Input, &mut p, &mut st),
+            (Verdict::Accept, "filter:INPUT:4".into()),
+            "no view at all is INVALID"
+        );
+        let mut p = with_state(
+            tcp([1, 1, 1, 1], 1, [2, 2, 2, 2], 22, 0x02),
+            CtState::New,
+            Dir::Reply,
+        );
+        assert_eq!(
+            decide(&rs, Hook::Input, &mut p, &mut st),
+            (Verdict::Accept, "filter:INPUT:2".into())
+        );
     }
 
     #[test]
@@ -647,22 +789,39 @@ COMMIT
         let mut st = rs.new_state();
         let mut p = tcp([1, 1, 1, 1], 1, [10, 0, 0, 1], 2, 0x02);
         p.in_iface = Some("lo");
-        assert_eq!(decide(&rs, Hook::Input, &mut p, &mut st).1, "filter:INPUT:1");
+        assert_eq!(
+            decide(&rs, Hook::Input, &mut p, &mut st).1,
+            "filter:INPUT:1"
+        );
         let mut p = tcp([192, 168, 3, 4], 1, [10, 0, 0, 2], 2, 0x02);
-        assert_eq!(decide(&rs, Hook::Input, &mut p, &mut st).1, "filter:INPUT:2");
+        assert_eq!(
+            decide(&rs, Hook::Input, &mut p, &mut st).1,
+            "filter:INPUT:2"
+        );
         let mut p = tcp([192, 168, 3, 4], 1, [10, 0, 0, 1], 2, 0x02);
-        assert_eq!(decide(&rs, Hook::Input, &mut p, &mut st).1, "filter:INPUT:policy");
+        assert_eq!(
+            decide(&rs, Hook::Input, &mut p, &mut st).1,
+            "filter:INPUT:policy"
+        );
         p.proto = ipproto::UDP;
-        assert_eq!(decide(&rs, Hook::Input, &mut p, &mut st).1, "filter:INPUT:3");
+        assert_eq!(
+            decide(&rs, Hook::Input, &mut p, &mut st).1,
+            "filter:INPUT:3"
+        );
         p.proto = ipproto::TCP;
         p.non_first_fragment = true;
-        assert_eq!(decide(&rs, Hook::Input, &mut p, &mut st).1, "filter:INPUT:4");
+        assert_eq!(
+            decide(&rs, Hook::Input, &mut p, &mut st).1,
+            "filter:INPUT:4"
+        );
     }
 
     #[test]
     fn limit_token_bucket_in_nanoseconds() {
         // 1/second, burst 2: two at once, then one per second.
-        let rs = ruleset("*filter\n:INPUT DROP [0:0]\n-A INPUT -m limit --limit 1/s --limit-burst 2 -j ACCEPT\nCOMMIT\n");
+        let rs = ruleset(
+            "*filter\n:INPUT DROP [0:0]\n-A INPUT -m limit --limit 1/s --limit-burst 2 -j ACCEPT\nCOMMIT\n",
+        );
         let mut st = rs.new_state();
         let t0 = 1_700_000_000_000_000_000u64;
         let mut at = |ns: u64| {
@@ -696,7 +855,11 @@ COMMIT
         let mut st = rs.new_state();
         let t0 = 1_700_000_000_000_000_000u64;
         let mut at = |secs: u64, src: [u8; 4]| {
-            let mut p = with_state(tcp(src, 4000, [2, 2, 2, 2], 22, 0x02), CtState::New, Dir::Original);
+            let mut p = with_state(
+                tcp(src, 4000, [2, 2, 2, 2], 22, 0x02),
+                CtState::New,
+                Dir::Original,
+            );
             p.now = Timestamp(t0 + secs * 1_000_000_000);
             decide(&rs, Hook::Input, &mut p, &mut st).1
         };
@@ -705,7 +868,11 @@ COMMIT
         assert_eq!(at(2, [1, 1, 1, 1]), "filter:INPUT:3");
         // fourth attempt within 60 s: set made 4 stamps → hitcount reached
         assert_eq!(at(3, [1, 1, 1, 1]), "filter:INPUT:2");
-        assert_eq!(at(4, [9, 9, 9, 9]), "filter:INPUT:3", "another source has its own entry");
+        assert_eq!(
+            at(4, [9, 9, 9, 9]),
+            "filter:INPUT:3",
+            "another source has its own entry"
+        );
         // after 60 s without attempts the old stamps fall out of the window
         assert_eq!(at(200, [1, 1, 1, 1]), "filter:INPUT:3");
     }
@@ -713,37 +880,65 @@ COMMIT
     struct Table(Vec<ConnTuple>);
     impl ConnLiveness for Table {
         fn liveness(&self, _f: Family, t: &ConnTuple) -> Liveness {
-            if self.0.contains(t) { Liveness::Live } else { Liveness::Gone }
+            if self.0.contains(t) {
+                Liveness::Live
+            } else {
+                Liveness::Gone
+            }
         }
     }
 
     #[test]
     fn connlimit_counts_live_connections_it_has_seen() {
-        let rs = ruleset("*filter\n-A INPUT -p tcp --syn -m connlimit --connlimit-above 2 -j REJECT --reject-with tcp-reset\nCOMMIT\n");
+        let rs = ruleset(
+            "*filter\n-A INPUT -p tcp --syn -m connlimit --connlimit-above 2 -j REJECT --reject-with tcp-reset\nCOMMIT\n",
+        );
         let mut st = rs.new_state();
         let t0 = 1_700_000_000_000_000_000u64;
         let mut live = Table(Vec::new());
         let mut verdicts = Vec::new();
         for (k, port) in [1001u16, 1002, 1003, 1004].iter().enumerate() {
-            let mut p = with_state(tcp([1, 1, 1, 1], *port, [2, 2, 2, 2], 80, 0x02), CtState::New, Dir::Original);
+            let mut p = with_state(
+                tcp([1, 1, 1, 1], *port, [2, 2, 2, 2], 80, 0x02),
+                CtState::New,
+                Dir::Original,
+            );
             p.now = Timestamp(t0 + k as u64 * 1_000_000_000);
             p.conns = Some(&live);
             verdicts.push(decide(&rs, Hook::Input, &mut p, &mut st).0);
             let ct = p.ct.unwrap();
             let mut lv = Table(std::mem::take(&mut live.0));
-            lv.0.push(ConnTuple { proto: 6, src: ct.orig.src, dst: ct.orig.dst, sport: ct.orig.sport, dport: ct.orig.dport });
+            lv.0.push(ConnTuple {
+                proto: 6,
+                src: ct.orig.src,
+                dst: ct.orig.dst,
+                sport: ct.orig.sport,
+                dport: ct.orig.dport,
+            });
             live = lv;
         }
         assert_eq!(verdicts[..2], [Verdict::Accept, Verdict::Accept]);
         assert_eq!(verdicts[2], Verdict::Reject(RejectWith::TcpReset));
         // once the first two connections are gone, a new one fits again
         live.0.drain(..2);
-        let mut p = with_state(tcp([1, 1, 1, 1], 1009, [2, 2, 2, 2], 80, 0x02), CtState::New, Dir::Original);
+        let mut p = with_state(
+            tcp([1, 1, 1, 1], 1009, [2, 2, 2, 2], 80, 0x02),
+            CtState::New,
+            Dir::Original,
+        );
         p.now = Timestamp(t0 + 10_000_000_000);
         p.conns = Some(&live);
-        assert_eq!(decide(&rs, Hook::Input, &mut p, &mut st).0, Verdict::Reject(RejectWith::TcpReset), "1003 and 1004 remain plus this one: 3 > 2");
+        assert_eq!(
+            decide(&rs, Hook::Input, &mut p, &mut st).0,
+            Verdict::Reject(RejectWith::TcpReset),
+            "1003 and 1004 remain plus this one: 3 > 2"
+        );
         live.0.clear();
-        let mut p = with_state(tcp([1, 1, 1, 1], 1010, [2, 2, 2, 2], 80, 0x02), CtState::New, Dir::Original);
+        let mut p = with_state(
+            tcp([1, 1, 1, 1], 1010, [2, 2, 2, 2], 80, 0x02),
+            CtState::New,
+            Dir::Original,
+        );
         p.now = Timestamp(t0 + 11_000_000_000);
         p.conns = Some(&live);
         assert_eq!(decide(&rs, Hook::Input, &mut p, &mut st).0, Verdict::Accept);
@@ -751,7 +946,9 @@ COMMIT
 
     #[test]
     fn hashlimit_per_source() {
-        let rs = ruleset("*filter\n:INPUT DROP [0:0]\n-A INPUT -m hashlimit --hashlimit-upto 1/sec --hashlimit-burst 2 --hashlimit-mode srcip --hashlimit-name h -j ACCEPT\nCOMMIT\n");
+        let rs = ruleset(
+            "*filter\n:INPUT DROP [0:0]\n-A INPUT -m hashlimit --hashlimit-upto 1/sec --hashlimit-burst 2 --hashlimit-mode srcip --hashlimit-name h -j ACCEPT\nCOMMIT\n",
+        );
         let mut st = rs.new_state();
         let t0 = 1_700_000_000_000_000_000u64;
         let mut at = |ms: u64, src: [u8; 4]| {
@@ -763,7 +960,10 @@ COMMIT
         assert!(at(0, [1, 1, 1, 1]));
         assert!(!at(0, [1, 1, 1, 1]));
         assert!(at(0, [3, 3, 3, 3]), "own bucket per source");
-        assert!(!at(996, [1, 1, 1, 1]), "249 jiffies is not yet one second of credit");
+        assert!(
+            !at(996, [1, 1, 1, 1]),
+            "249 jiffies is not yet one second of credit"
+        );
         assert!(at(1000, [1, 1, 1, 1]));
     }
 
@@ -772,11 +972,18 @@ COMMIT
         let rs = ruleset(SSH);
         let mut a = rs.new_state();
         let mut b = rs.new_state();
-        let mut p = with_state(tcp([1, 1, 1, 1], 40000, [2, 2, 2, 2], 22, 0x02), CtState::New, Dir::Original);
+        let mut p = with_state(
+            tcp([1, 1, 1, 1], 40000, [2, 2, 2, 2], 22, 0x02),
+            CtState::New,
+            Dir::Original,
+        );
         rs.evaluate(Family::Ipv4, TableId::Filter, Hook::Input, &mut p, &mut a);
         rs.evaluate(Family::Ipv4, TableId::Filter, Hook::Input, &mut p, &mut b);
         a.merge(&b);
-        assert!(rs.listing(Family::Ipv4, &a).contains("1           2      120 ACCEPT"));
+        assert!(
+            rs.listing(Family::Ipv4, &a)
+                .contains("1           2      120 ACCEPT")
+        );
         assert!(!rs.needs_global_state());
     }
 }

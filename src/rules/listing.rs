@@ -7,14 +7,13 @@
 
 use std::fmt::Write as _;
 
+use super::TableId;
 use super::compile::Ruleset;
 use super::eval::RuleState;
 use super::matches::fmt_addr_mask;
-use super::TableId;
 use crate::wire::Family;
 
-const HEADER: &str =
-    "num      pkts      bytes target     prot opt in     out     source               destination         ";
+const HEADER: &str = "num      pkts      bytes target     prot opt in     out     source               destination         ";
 
 impl Ruleset {
     /// All tables of a family, each as `iptables -t T -L -v -n -x
@@ -22,10 +21,25 @@ impl Ruleset {
     pub fn listing(&self, family: Family, state: &RuleState) -> String {
         let mut out = String::new();
         for id in TableId::ALL {
-            let Some(t) = self.table(family, id) else { continue };
-            let _ = writeln!(out, "# Table: {}{}", id.name(), if id.simulated() { "" } else { " (not simulated)" });
-            let mut order: Vec<usize> = (0..t.chains.len()).filter(|&i| t.chains[i].hook.is_some()).collect();
-            let mut users: Vec<usize> = (0..t.chains.len()).filter(|&i| t.chains[i].hook.is_none()).collect();
+            let Some(t) = self.table(family, id) else {
+                continue;
+            };
+            let _ = writeln!(
+                out,
+                "# Table: {}{}",
+                id.name(),
+                if id.simulated() {
+                    ""
+                } else {
+                    " (not simulated)"
+                }
+            );
+            let mut order: Vec<usize> = (0..t.chains.len())
+                .filter(|&i| t.chains[i].hook.is_some())
+                .collect();
+            let mut users: Vec<usize> = (0..t.chains.len())
+                .filter(|&i| t.chains[i].hook.is_none())
+                .collect();
             users.sort_by(|a, b| t.chains[*a].name.cmp(&t.chains[*b].name));
             order.extend(users);
             for (k, &ci) in order.iter().enumerate() {
@@ -35,7 +49,12 @@ impl Ruleset {
                 }
                 if c.hook.is_some() {
                     let (p, b) = state.counter(c.counter);
-                    let _ = writeln!(out, "Chain {} (policy {} {p} packets, {b} bytes)", c.name, c.policy.name());
+                    let _ = writeln!(
+                        out,
+                        "Chain {} (policy {} {p} packets, {b} bytes)",
+                        c.name,
+                        c.policy.name()
+                    );
                 } else {
                     let _ = writeln!(out, "Chain {} ({} references)", c.name, c.references);
                 }

@@ -2,10 +2,12 @@
 //! ctsim simulates (REJECT, LOG, NFLOG, MARK, CONNMARK, CT, NOTRACK), plus
 //! the NAT targets, which are parsed and checked but not simulated.
 
-use crate::rules::error::{closest, Fail, RuleErrorKind};
-use crate::rules::matches::{dup, parse_addr, parse_mark, parse_port_range, parse_uint, Opt, ParseCtx};
+use crate::rules::error::{Fail, RuleErrorKind, closest};
+use crate::rules::matches::{
+    Opt, ParseCtx, dup, parse_addr, parse_mark, parse_port_range, parse_uint,
+};
 use crate::rules::{Hook, TableId};
-use crate::wire::{ipproto, Family};
+use crate::wire::{Family, ipproto};
 
 /// What `-j`/`-g` named, as parsed.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -23,11 +25,17 @@ pub enum Target {
     Log(LogTarget),
     Nflog(NflogTarget),
     /// `mark = (mark & !mask) ^ value`
-    Mark { value: u32, mask: u32 },
+    Mark {
+        value: u32,
+        mask: u32,
+    },
     Connmark(ConnmarkOp),
     Ct(CtTarget),
     /// NAT (SNAT/DNAT/MASQUERADE/REDIRECT): kept for reporting, not simulated.
-    Nat { name: &'static str, args: String },
+    Nat {
+        name: &'static str,
+        args: String,
+    },
 }
 
 /// `--reject-with`: what REJECT sends back.
@@ -50,24 +58,72 @@ pub enum RejectWith {
 }
 
 const REJECT4: &[(&str, &str, RejectWith)] = &[
-    ("icmp-net-unreachable", "net-unreach", RejectWith::IcmpNetUnreachable),
-    ("icmp-host-unreachable", "host-unreach", RejectWith::IcmpHostUnreachable),
-    ("icmp-proto-unreachable", "proto-unreach", RejectWith::IcmpProtoUnreachable),
-    ("icmp-port-unreachable", "port-unreach", RejectWith::IcmpPortUnreachable),
-    ("icmp-net-prohibited", "net-prohib", RejectWith::IcmpNetProhibited),
-    ("icmp-host-prohibited", "host-prohib", RejectWith::IcmpHostProhibited),
+    (
+        "icmp-net-unreachable",
+        "net-unreach",
+        RejectWith::IcmpNetUnreachable,
+    ),
+    (
+        "icmp-host-unreachable",
+        "host-unreach",
+        RejectWith::IcmpHostUnreachable,
+    ),
+    (
+        "icmp-proto-unreachable",
+        "proto-unreach",
+        RejectWith::IcmpProtoUnreachable,
+    ),
+    (
+        "icmp-port-unreachable",
+        "port-unreach",
+        RejectWith::IcmpPortUnreachable,
+    ),
+    (
+        "icmp-net-prohibited",
+        "net-prohib",
+        RejectWith::IcmpNetProhibited,
+    ),
+    (
+        "icmp-host-prohibited",
+        "host-prohib",
+        RejectWith::IcmpHostProhibited,
+    ),
     ("tcp-reset", "tcp-rst", RejectWith::TcpReset),
-    ("icmp-admin-prohibited", "admin-prohib", RejectWith::IcmpAdminProhibited),
+    (
+        "icmp-admin-prohibited",
+        "admin-prohib",
+        RejectWith::IcmpAdminProhibited,
+    ),
 ];
 
 const REJECT6: &[(&str, &str, RejectWith)] = &[
     ("icmp6-no-route", "no-route", RejectWith::Icmp6NoRoute),
-    ("icmp6-adm-prohibited", "adm-prohibited", RejectWith::Icmp6AdmProhibited),
-    ("icmp6-addr-unreachable", "addr-unreach", RejectWith::Icmp6AddrUnreachable),
-    ("icmp6-port-unreachable", "port-unreach", RejectWith::Icmp6PortUnreachable),
+    (
+        "icmp6-adm-prohibited",
+        "adm-prohibited",
+        RejectWith::Icmp6AdmProhibited,
+    ),
+    (
+        "icmp6-addr-unreachable",
+        "addr-unreach",
+        RejectWith::Icmp6AddrUnreachable,
+    ),
+    (
+        "icmp6-port-unreachable",
+        "port-unreach",
+        RejectWith::Icmp6PortUnreachable,
+    ),
     ("tcp-reset", "tcp-rst", RejectWith::TcpReset),
-    ("icmp6-policy-fail", "policy-fail", RejectWith::Icmp6PolicyFail),
-    ("icmp6-reject-route", "reject-route", RejectWith::Icmp6RejectRoute),
+    (
+        "icmp6-policy-fail",
+        "policy-fail",
+        RejectWith::Icmp6PolicyFail,
+    ),
+    (
+        "icmp6-reject-route",
+        "reject-route",
+        RejectWith::Icmp6RejectRoute,
+    ),
 ];
 
 impl RejectWith {
@@ -127,9 +183,14 @@ impl Target {
         use Hook::*;
         match self {
             Target::Reject(_) => Input.bit() | Forward.bit() | Output.bit(),
-            Target::Nat { name: "DNAT" | "REDIRECT", .. } => Prerouting.bit() | Output.bit(),
+            Target::Nat {
+                name: "DNAT" | "REDIRECT",
+                ..
+            } => Prerouting.bit() | Output.bit(),
             Target::Nat { name: "SNAT", .. } => Postrouting.bit() | Input.bit(),
-            Target::Nat { name: "MASQUERADE", .. } => Postrouting.bit(),
+            Target::Nat {
+                name: "MASQUERADE", ..
+            } => Postrouting.bit(),
             _ => 0x1f,
         }
     }
@@ -182,7 +243,9 @@ impl Target {
                 }
             }
             Target::Connmark(op) => match *op {
-                ConnmarkOp::Set { value, ctmask } => format!(" CONNMARK xset 0x{value:x}/0x{ctmask:x}"),
+                ConnmarkOp::Set { value, ctmask } => {
+                    format!(" CONNMARK xset 0x{value:x}/0x{ctmask:x}")
+                }
                 ConnmarkOp::Save { nfmask, ctmask } => {
                     format!(" CONNMARK save nfmask 0x{nfmask:x} ctmask ~0x{ctmask:x}")
                 }
@@ -214,16 +277,54 @@ pub(crate) trait TargetExt {
 
 /// Extension targets iptables has that ctsim does not simulate.
 const UNSIMULATED: &[&str] = &[
-    "TRACE", "TCPMSS", "TOS", "DSCP", "TTL", "HL", "CLASSIFY", "NFQUEUE", "QUEUE", "AUDIT",
-    "CHECKSUM", "SET", "SECMARK", "CONNSECMARK", "TEE", "ULOG", "NETMAP", "SYNPROXY",
-    "IDLETIMER", "LED", "TPROXY", "HMARK", "RATEEST", "CLUSTERIP", "ECN", "DNPT", "SNPT",
-    "TCPOPTSTRIP", "JOOL", "FLOWOFFLOAD",
+    "TRACE",
+    "TCPMSS",
+    "TOS",
+    "DSCP",
+    "TTL",
+    "HL",
+    "CLASSIFY",
+    "NFQUEUE",
+    "QUEUE",
+    "AUDIT",
+    "CHECKSUM",
+    "SET",
+    "SECMARK",
+    "CONNSECMARK",
+    "TEE",
+    "ULOG",
+    "NETMAP",
+    "SYNPROXY",
+    "IDLETIMER",
+    "LED",
+    "TPROXY",
+    "HMARK",
+    "RATEEST",
+    "CLUSTERIP",
+    "ECN",
+    "DNPT",
+    "SNPT",
+    "TCPOPTSTRIP",
+    "JOOL",
+    "FLOWOFFLOAD",
 ];
 
 /// Targets ctsim knows by name (for "did you mean").
 pub const KNOWN: &[&str] = &[
-    "ACCEPT", "DROP", "RETURN", "REJECT", "LOG", "NFLOG", "MARK", "CONNMARK", "CT", "NOTRACK",
-    "SNAT", "DNAT", "MASQUERADE", "REDIRECT",
+    "ACCEPT",
+    "DROP",
+    "RETURN",
+    "REJECT",
+    "LOG",
+    "NFLOG",
+    "MARK",
+    "CONNMARK",
+    "CT",
+    "NOTRACK",
+    "SNAT",
+    "DNAT",
+    "MASQUERADE",
+    "REDIRECT",
 ];
 
 /// What a `-j` name is.
@@ -269,9 +370,12 @@ pub(crate) fn unknown_target_hint(name: &str, chains: &[&str]) -> Option<String>
         return Some(format!("did you mean {s}?"));
     }
     if upper != name && KNOWN.contains(&upper.as_str()) {
-        return Some(format!("target names are upper case: did you mean {upper}?"));
+        return Some(format!(
+            "target names are upper case: did you mean {upper}?"
+        ));
     }
-    closest(name, KNOWN.iter().copied().chain(chains.iter().copied())).map(|c| format!("did you mean {c}?"))
+    closest(name, KNOWN.iter().copied().chain(chains.iter().copied()))
+        .map(|c| format!("did you mean {c}?"))
 }
 
 // --- REJECT -----------------------------------------------------------------------
@@ -287,9 +391,15 @@ impl TargetExt for RejectExt {
         O
     }
     fn parse(&mut self, _o: usize, _inv: bool, arg: &str, pc: &ParseCtx) -> Result<(), Fail> {
-        let table = if pc.family == Family::Ipv4 { REJECT4 } else { REJECT6 };
+        let table = if pc.family == Family::Ipv4 {
+            REJECT4
+        } else {
+            REJECT6
+        };
         let l = arg.to_ascii_lowercase();
-        let found = table.iter().find(|(n, a, _)| n.starts_with(&l) || a.starts_with(&l));
+        let found = table
+            .iter()
+            .find(|(n, a, _)| n.starts_with(&l) || a.starts_with(&l));
         match found {
             Some(e) if !l.is_empty() => self.with = Some(e.2),
             _ => {
@@ -330,7 +440,9 @@ struct LogExt {
     flags: u8,
 }
 
-const LOG_LEVELS: &[&str] = &["emerg", "alert", "crit", "err", "warning", "notice", "info", "debug"];
+const LOG_LEVELS: &[&str] = &[
+    "emerg", "alert", "crit", "err", "warning", "notice", "info", "debug",
+];
 
 impl TargetExt for LogExt {
     fn options(&self) -> &'static [Opt] {
@@ -358,9 +470,17 @@ impl TargetExt for LogExt {
                     "warn" => Some(4),
                     _ => LOG_LEVELS.iter().position(|n| *n == l).map(|i| i as u8),
                 }
-                .or_else(|| crate::rules::matches::strtoul(arg).filter(|v| *v <= 7).map(|v| v as u8));
+                .or_else(|| {
+                    crate::rules::matches::strtoul(arg)
+                        .filter(|v| *v <= 7)
+                        .map(|v| v as u8)
+                });
                 self.level = Some(lv.ok_or_else(|| {
-                    Fail::bad("--log-level", arg, "a level 0-7 or emerg, alert, crit, err, warning, notice, info, debug")
+                    Fail::bad(
+                        "--log-level",
+                        arg,
+                        "a level 0-7 or emerg, alert, crit, err, warning, notice, info, debug",
+                    )
                 })?);
             }
             1 => {
@@ -421,7 +541,10 @@ impl TargetExt for NflogExt {
         Ok(())
     }
     fn finish(&mut self, _pc: &ParseCtx) -> Result<Target, Fail> {
-        Ok(Target::Nflog(NflogTarget { group: self.group.unwrap_or(0), prefix: self.prefix.take().unwrap_or_default() }))
+        Ok(Target::Nflog(NflogTarget {
+            group: self.group.unwrap_or(0),
+            prefix: self.prefix.take().unwrap_or_default(),
+        }))
     }
 }
 
@@ -445,7 +568,9 @@ impl TargetExt for MarkExt {
     }
     fn parse(&mut self, opt: usize, _inv: bool, arg: &str, _pc: &ParseCtx) -> Result<(), Fail> {
         if self.op.is_some() {
-            return Err(Fail::invalid("MARK target: only one action (--set-xmark, --set-mark, --and-mark, --or-mark, --xor-mark) may be given"));
+            return Err(Fail::invalid(
+                "MARK target: only one action (--set-xmark, --set-mark, --and-mark, --or-mark, --xor-mark) may be given",
+            ));
         }
         let name = format!("--{}", self.options()[opt].name);
         self.op = Some(match opt {
@@ -467,7 +592,9 @@ impl TargetExt for MarkExt {
     }
     fn finish(&mut self, _pc: &ParseCtx) -> Result<Target, Fail> {
         let Some((value, mask)) = self.op else {
-            return Err(Fail::invalid("MARK target: one of --set-xmark, --set-mark, --and-mark, --or-mark, --xor-mark is required"));
+            return Err(Fail::invalid(
+                "MARK target: one of --set-xmark, --set-mark, --and-mark, --or-mark, --xor-mark is required",
+            ));
         };
         Ok(Target::Mark { value, mask })
     }
@@ -500,7 +627,9 @@ impl TargetExt for ConnmarkExt {
     fn parse(&mut self, opt: usize, _inv: bool, arg: &str, _pc: &ParseCtx) -> Result<(), Fail> {
         let name = format!("--{}", self.options()[opt].name);
         if opt <= 6 && self.kind.is_some() {
-            return Err(Fail::invalid("CONNMARK target: only one action may be given"));
+            return Err(Fail::invalid(
+                "CONNMARK target: only one action may be given",
+            ));
         }
         match opt {
             0 => {
@@ -542,9 +671,14 @@ impl TargetExt for ConnmarkExt {
         Ok(Target::Connmark(match k {
             0 => {
                 if self.nfmask.is_some() || self.ctmask.is_some() {
-                    return Err(Fail::invalid("CONNMARK target: --mask goes with --save-mark or --restore-mark"));
+                    return Err(Fail::invalid(
+                        "CONNMARK target: --mask goes with --save-mark or --restore-mark",
+                    ));
                 }
-                ConnmarkOp::Set { value: v, ctmask: m }
+                ConnmarkOp::Set {
+                    value: v,
+                    ctmask: m,
+                }
             }
             1 => ConnmarkOp::Save { nfmask, ctmask },
             _ => ConnmarkOp::Restore { nfmask, ctmask },
@@ -583,7 +717,9 @@ fn raw_only(pc: &ParseCtx, what: &str) -> Result<(), Fail> {
             what: what.into(),
             place: format!("the {} table", pc.table.name()),
         })
-        .hint(format!("{what} works in the raw table only: -t raw -A PREROUTING … -j {what} …")));
+        .hint(format!(
+            "{what} works in the raw table only: -t raw -A PREROUTING … -j {what} …"
+        )));
     }
     Ok(())
 }
@@ -623,29 +759,46 @@ impl TargetExt for CtExt {
     }
     fn finish(&mut self, pc: &ParseCtx) -> Result<Target, Fail> {
         raw_only(pc, "CT")?;
-        if !self.notrack {
-            if let Some(h) = &self.helper {
-                let v6 = pc.family == Family::Ipv6;
-                let known = HELPERS.iter().any(|(n, _, six)| n == h && (*six || !v6));
-                if !known {
-                    return Err(Fail::bad("--helper", h, "a conntrack helper name (ftp, tftp, sip, irc, …)"));
-                }
-                if pc.proto == 0 || pc.proto_inv {
-                    return Err(Fail::new(RuleErrorKind::NeedsProtocol {
-                        option: format!("CT --helper {h}"),
-                        needs: "-p with the helper's protocol",
-                    }));
-                }
-                if !HELPERS.iter().any(|(n, p, six)| n == h && *p == pc.proto && (*six || !v6)) {
-                    return Err(Fail::new(RuleErrorKind::NeedsProtocol {
-                        option: format!("CT --helper {h}"),
-                        needs: "-p with the helper's protocol",
-                    })
-                    .hint(format!("the {h} helper does not work for protocol {}", pc.proto)));
-                }
+        if !self.notrack
+            && let Some(h) = &self.helper
+        {
+            let v6 = pc.family == Family::Ipv6;
+            let known = HELPERS.iter().any(|(n, _, six)| n == h && (*six || !v6));
+            if !known {
+                return Err(Fail::bad(
+                    "--helper",
+                    h,
+                    "a conntrack helper name (ftp, tftp, sip, irc, …)",
+                ));
+            }
+            if pc.proto == 0 || pc.proto_inv {
+                return Err(Fail::new(RuleErrorKind::NeedsProtocol {
+                    option: format!("CT --helper {h}"),
+                    needs: "-p with the helper's protocol",
+                }));
+            }
+            if !HELPERS
+                .iter()
+                .any(|(n, p, six)| n == h && *p == pc.proto && (*six || !v6))
+            {
+                return Err(Fail::new(RuleErrorKind::NeedsProtocol {
+                    option: format!("CT --helper {h}"),
+                    needs: "-p with the helper's protocol",
+                })
+                .hint(format!(
+                    "the {h} helper does not work for protocol {}",
+                    pc.proto
+                )));
             }
         }
-        Ok(Target::Ct(CtTarget { notrack: self.notrack, helper: if self.notrack { None } else { self.helper.clone() } }))
+        Ok(Target::Ct(CtTarget {
+            notrack: self.notrack,
+            helper: if self.notrack {
+                None
+            } else {
+                self.helper.clone()
+            },
+        }))
     }
 }
 
@@ -660,7 +813,10 @@ impl TargetExt for NotrackExt {
     }
     fn finish(&mut self, pc: &ParseCtx) -> Result<Target, Fail> {
         raw_only(pc, "NOTRACK")?;
-        Ok(Target::Ct(CtTarget { notrack: true, helper: None }))
+        Ok(Target::Ct(CtTarget {
+            notrack: true,
+            helper: None,
+        }))
     }
 }
 
@@ -681,15 +837,33 @@ impl NatExt {
             "MASQUERADE" => "MASQUERADE",
             _ => "REDIRECT",
         };
-        NatExt { name, args: Vec::new(), ports: false, to: false }
+        NatExt {
+            name,
+            args: Vec::new(),
+            ports: false,
+            to: false,
+        }
     }
 }
 
 impl TargetExt for NatExt {
     fn options(&self) -> &'static [Opt] {
-        const SNAT: &[Opt] = &[Opt::arg("to-source"), Opt::flag("random"), Opt::flag("random-fully"), Opt::flag("persistent")];
-        const DNAT: &[Opt] = &[Opt::arg("to-destination"), Opt::flag("random"), Opt::flag("persistent")];
-        const PORTS: &[Opt] = &[Opt::arg("to-ports"), Opt::flag("random"), Opt::flag("random-fully")];
+        const SNAT: &[Opt] = &[
+            Opt::arg("to-source"),
+            Opt::flag("random"),
+            Opt::flag("random-fully"),
+            Opt::flag("persistent"),
+        ];
+        const DNAT: &[Opt] = &[
+            Opt::arg("to-destination"),
+            Opt::flag("random"),
+            Opt::flag("persistent"),
+        ];
+        const PORTS: &[Opt] = &[
+            Opt::arg("to-ports"),
+            Opt::flag("random"),
+            Opt::flag("random-fully"),
+        ];
         match self.name {
             "SNAT" => SNAT,
             "DNAT" => DNAT,
@@ -703,7 +877,9 @@ impl TargetExt for NatExt {
             let ports = if matches!(self.name, "SNAT" | "DNAT") {
                 // [addr[-addr]][:port[-port]]; IPv6 addresses in brackets.
                 let (addrs, ports) = if let Some(rest) = arg.strip_prefix('[') {
-                    let (a, p) = rest.split_once(']').ok_or_else(|| Fail::bad(name, arg, "[address]:port"))?;
+                    let (a, p) = rest
+                        .split_once(']')
+                        .ok_or_else(|| Fail::bad(name, arg, "[address]:port"))?;
                     (a, p.strip_prefix(':'))
                 } else if pc.family == Family::Ipv4 {
                     match arg.split_once(':') {
@@ -726,7 +902,11 @@ impl TargetExt for NatExt {
                 parse_port_range(name, &r, pc.proto)?;
             }
         }
-        self.args.push(if self.options()[opt].arg { format!("{name}:{arg}") } else { name.to_string() });
+        self.args.push(if self.options()[opt].arg {
+            format!("{name}:{arg}")
+        } else {
+            name.to_string()
+        });
         Ok(())
     }
     fn finish(&mut self, pc: &ParseCtx) -> Result<Target, Fail> {
@@ -737,15 +917,31 @@ impl TargetExt for NatExt {
             }));
         }
         if matches!(self.name, "SNAT" | "DNAT") && !self.to {
-            return Err(Fail::invalid(format!("{}: option \"--to-{}\" must be specified", self.name, if self.name == "SNAT" { "source" } else { "destination" })));
+            return Err(Fail::invalid(format!(
+                "{}: option \"--to-{}\" must be specified",
+                self.name,
+                if self.name == "SNAT" {
+                    "source"
+                } else {
+                    "destination"
+                }
+            )));
         }
-        if self.ports && !matches!(pc.proto, ipproto::TCP | ipproto::UDP | ipproto::SCTP | 33 | ipproto::UDPLITE) {
+        if self.ports
+            && !matches!(
+                pc.proto,
+                ipproto::TCP | ipproto::UDP | ipproto::SCTP | 33 | ipproto::UDPLITE
+            )
+        {
             return Err(Fail::new(RuleErrorKind::NeedsProtocol {
                 option: format!("{} with a port", self.name),
                 needs: "-p tcp, udp, sctp or dccp",
             }));
         }
-        Ok(Target::Nat { name: self.name, args: self.args.join(" ") })
+        Ok(Target::Nat {
+            name: self.name,
+            args: self.args.join(" "),
+        })
     }
 }
 
@@ -755,22 +951,45 @@ mod tests {
 
     #[test]
     fn allow_suggests_accept() {
-        assert_eq!(unknown_target_hint("ALLOW", &[]).as_deref(), Some("did you mean ACCEPT?"));
-        assert_eq!(unknown_target_hint("accept", &[]).as_deref(), Some("target names are upper case: did you mean ACCEPT?"));
-        assert_eq!(unknown_target_hint("ssh_in", &["ssh-in"]).as_deref(), Some("did you mean ssh-in?"));
+        assert_eq!(
+            unknown_target_hint("ALLOW", &[]).as_deref(),
+            Some("did you mean ACCEPT?")
+        );
+        assert_eq!(
+            unknown_target_hint("accept", &[]).as_deref(),
+            Some("target names are upper case: did you mean ACCEPT?")
+        );
+        assert_eq!(
+            unknown_target_hint("ssh_in", &["ssh-in"]).as_deref(),
+            Some("did you mean ssh-in?")
+        );
     }
 
     #[test]
     fn reject_names_are_prefixes() {
-        let pc = ParseCtx { family: Family::Ipv4, proto: 6, proto_inv: false, table: TableId::Filter };
+        let pc = ParseCtx {
+            family: Family::Ipv4,
+            proto: 6,
+            proto_inv: false,
+            table: TableId::Filter,
+        };
         let mut r = RejectExt::default();
         r.parse(0, false, "icmp-host-prohib", &pc).unwrap();
-        assert_eq!(r.finish(&pc).unwrap(), Target::Reject(RejectWith::IcmpHostProhibited));
+        assert_eq!(
+            r.finish(&pc).unwrap(),
+            Target::Reject(RejectWith::IcmpHostProhibited)
+        );
         let mut r = RejectExt::default();
         assert!(r.parse(0, false, "foo", &pc).is_err());
-        let pc6 = ParseCtx { family: Family::Ipv6, ..pc };
+        let pc6 = ParseCtx {
+            family: Family::Ipv6,
+            ..pc
+        };
         let mut r = RejectExt::default();
         r.parse(0, false, "icmp6-adm-prohibited", &pc6).unwrap();
-        assert_eq!(r.finish(&pc6).unwrap(), Target::Reject(RejectWith::Icmp6AdmProhibited));
+        assert_eq!(
+            r.finish(&pc6).unwrap(),
+            Target::Reject(RejectWith::Icmp6AdmProhibited)
+        );
     }
 }

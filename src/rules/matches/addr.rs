@@ -1,6 +1,6 @@
 //! Address-range match: `iprange`.
 
-use super::{dup, fmt_addr_mask, parse_addr, Fail, Match, MatchExt, Opt, ParseCtx};
+use super::{Fail, Match, MatchExt, Opt, ParseCtx, dup, fmt_addr_mask, parse_addr};
 use crate::rules::ast::AddrMask;
 use crate::rules::eval::EvalCtx;
 use crate::wire::Family;
@@ -31,14 +31,36 @@ impl IprangeMatch {
         true
     }
     pub(crate) fn describe(&self, family: Family) -> String {
-        let full = if family == Family::Ipv4 { u32::MAX as u128 } else { u128::MAX };
-        let host = |a: u128| fmt_addr_mask(Some(&AddrMask { addr: a, mask: full }), family);
+        let full = if family == Family::Ipv4 {
+            u32::MAX as u128
+        } else {
+            u128::MAX
+        };
+        let host = |a: u128| {
+            fmt_addr_mask(
+                Some(&AddrMask {
+                    addr: a,
+                    mask: full,
+                }),
+                family,
+            )
+        };
         let mut s = String::new();
         if let Some((lo, hi, inv)) = self.src {
-            s += &format!(" source IP range {}{}-{}", if inv { "! " } else { "" }, host(lo), host(hi));
+            s += &format!(
+                " source IP range {}{}-{}",
+                if inv { "! " } else { "" },
+                host(lo),
+                host(hi)
+            );
         }
         if let Some((lo, hi, inv)) = self.dst {
-            s += &format!(" destination IP range {}{}-{}", if inv { "! " } else { "" }, host(lo), host(hi));
+            s += &format!(
+                " destination IP range {}{}-{}",
+                if inv { "! " } else { "" },
+                host(lo),
+                host(hi)
+            );
         }
         s
     }
@@ -58,11 +80,19 @@ impl MatchExt for IprangeExt {
         O
     }
     fn parse(&mut self, opt: usize, inv: bool, arg: &str, pc: &ParseCtx) -> Result<(), Fail> {
-        let name = if opt == 0 { "--src-range" } else { "--dst-range" };
+        let name = if opt == 0 {
+            "--src-range"
+        } else {
+            "--dst-range"
+        };
         let (a, b) = arg.split_once('-').unwrap_or((arg, arg));
         let lo = parse_addr(name, a, pc.family)?;
         let hi = parse_addr(name, b, pc.family)?;
-        let slot = if opt == 0 { &mut self.m.src } else { &mut self.m.dst };
+        let slot = if opt == 0 {
+            &mut self.m.src
+        } else {
+            &mut self.m.dst
+        };
         if slot.is_some() {
             return Err(dup(name));
         }
@@ -71,7 +101,9 @@ impl MatchExt for IprangeExt {
     }
     fn finish(&mut self, _pc: &ParseCtx) -> Result<Match, Fail> {
         if self.m.src.is_none() && self.m.dst.is_none() {
-            return Err(Fail::invalid("iprange match: You must specify `--src-range' or `--dst-range'"));
+            return Err(Fail::invalid(
+                "iprange match: You must specify `--src-range' or `--dst-range'",
+            ));
         }
         Ok(Match::Iprange(self.m))
     }

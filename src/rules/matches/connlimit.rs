@@ -21,7 +21,7 @@
 use rustc_hash::FxHashMap;
 
 use super::limit::jiffies;
-use super::{parse_uint, Fail, Match, MatchExt, Opt, ParseCtx};
+use super::{Fail, Match, MatchExt, Opt, ParseCtx, parse_uint};
 use crate::rules::eval::{ConnTuple, EvalCtx, Liveness};
 use crate::wire::Family;
 
@@ -60,8 +60,16 @@ impl ConnlimitMatch {
     pub fn matches(&self, ctx: &EvalCtx, st: &mut ConnlimitState) -> bool {
         let now = jiffies(ctx.now);
         let bits: u32 = if ctx.family == Family::Ipv4 { 32 } else { 128 };
-        let full: u128 = if bits == 32 { u32::MAX as u128 } else { u128::MAX };
-        let mask = if self.prefix == 0 { 0 } else { (full >> (bits - self.prefix as u32)) << (bits - self.prefix as u32) & full };
+        let full: u128 = if bits == 32 {
+            u32::MAX as u128
+        } else {
+            u128::MAX
+        };
+        let mask = if self.prefix == 0 {
+            0
+        } else {
+            (full >> (bits - self.prefix as u32)) << (bits - self.prefix as u32) & full
+        };
         let key = super::addr_bits(if self.daddr { ctx.dst } else { ctx.src }) & mask;
         let tuple = match ctx.ct.as_ref().filter(|c| c.has_entry()) {
             Some(ct) => ConnTuple {
@@ -89,7 +97,9 @@ impl ConnlimitMatch {
                     break;
                 }
                 let c = &list.conns[i];
-                let live = ctx.conns.map_or(Liveness::Live, |l| l.liveness(ctx.family, &c.tuple));
+                let live = ctx
+                    .conns
+                    .map_or(Liveness::Live, |l| l.liveness(ctx.family, &c.tuple));
                 match live {
                     Liveness::Gone => {
                         if now.saturating_sub(c.added) <= 1 {
@@ -167,7 +177,8 @@ impl MatchExt for ConnlimitExt {
                         "connlimit: option \"--connlimit-upto\" cannot be used together with \"--connlimit-above\".",
                     ));
                 }
-                let n = parse_uint(&format!("--{}", CL_OPTS[opt].name), arg, 0, u32::MAX as u64)? as u32;
+                let n = parse_uint(&format!("--{}", CL_OPTS[opt].name), arg, 0, u32::MAX as u64)?
+                    as u32;
                 self.limit = Some((n, (opt == 0) != inv));
             }
             2 => {
@@ -181,7 +192,9 @@ impl MatchExt for ConnlimitExt {
     }
     fn finish(&mut self, pc: &ParseCtx) -> Result<Match, Fail> {
         let Some((limit, upto)) = self.limit else {
-            return Err(Fail::invalid("connlimit: option \"--connlimit-above\" or \"--connlimit-upto\" must be specified"));
+            return Err(Fail::invalid(
+                "connlimit: option \"--connlimit-above\" or \"--connlimit-upto\" must be specified",
+            ));
         };
         let full = if pc.family == Family::Ipv4 { 32 } else { 128 };
         Ok(Match::Connlimit(ConnlimitMatch {

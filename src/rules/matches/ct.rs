@@ -4,7 +4,9 @@
 //! test can match; every other `conntrack` option fails (xt_conntrack
 //! returns early when the packet has no entry).
 
-use super::{dup, parse_addr_mask, parse_port_range, parse_uint, Fail, Match, MatchExt, Opt, ParseCtx};
+use super::{
+    Fail, Match, MatchExt, Opt, ParseCtx, dup, parse_addr_mask, parse_port_range, parse_uint,
+};
 use crate::conntrack::{CtState, Dir, Status};
 use crate::rules::ast::AddrMask;
 use crate::rules::eval::{CtTupleView, EvalCtx};
@@ -46,14 +48,22 @@ const STATE_NAMES: &[(&str, u8)] = &[
 /// A comma list of state names. Like the xtables parsers, each word may be
 /// an abbreviation (case-insensitive prefix, first name in list order wins).
 fn parse_states(option: &str, s: &str, with_nat: bool) -> Result<u8, Fail> {
-    let names = if with_nat { STATE_NAMES } else { &STATE_NAMES[..5] };
+    let names = if with_nat {
+        STATE_NAMES
+    } else {
+        &STATE_NAMES[..5]
+    };
     let mut mask = 0;
     for w in s.split(',') {
         let up = w.to_ascii_uppercase();
         match names.iter().find(|(n, _)| n.starts_with(&up)) {
             Some((_, b)) => mask |= b,
             None => {
-                let mut f = Fail::bad(option, w, "states INVALID, NEW, ESTABLISHED, RELATED, UNTRACKED");
+                let mut f = Fail::bad(
+                    option,
+                    w,
+                    "states INVALID, NEW, ESTABLISHED, RELATED, UNTRACKED",
+                );
                 if let Some(c) = crate::rules::error::closest(w, names.iter().map(|(n, _)| *n)) {
                     f = f.hint(format!("did you mean {c}?"));
                 }
@@ -75,7 +85,11 @@ fn states_text(mask: u8) -> String {
         ("SNAT", statebit::SNAT),
         ("DNAT", statebit::DNAT),
     ];
-    let v: Vec<&str> = order.iter().filter(|(_, b)| mask & b != 0).map(|(n, _)| *n).collect();
+    let v: Vec<&str> = order
+        .iter()
+        .filter(|(_, b)| mask & b != 0)
+        .map(|(n, _)| *n)
+        .collect();
     v.join(",")
 }
 
@@ -93,7 +107,11 @@ impl StateMatch {
         (self.mask & packet_statebit(ctx) != 0) != self.inv
     }
     pub(crate) fn describe(&self) -> String {
-        format!("{} state {}", if self.inv { " !" } else { "" }, states_text(self.mask))
+        format!(
+            "{} state {}",
+            if self.inv { " !" } else { "" },
+            states_text(self.mask)
+        )
     }
 }
 
@@ -114,7 +132,10 @@ impl MatchExt for StateExt {
         if self.m.is_some() {
             return Err(dup("--state"));
         }
-        self.m = Some(StateMatch { mask: parse_states("--state", arg, false)?, inv });
+        self.m = Some(StateMatch {
+            mask: parse_states("--state", arg, false)?,
+            inv,
+        });
         Ok(())
     }
     fn finish(&mut self, _pc: &ParseCtx) -> Result<Match, Fail> {
@@ -187,15 +208,15 @@ impl ConntrackMatch {
         let Some(ct) = ct else {
             return self.state.is_some();
         };
-        if let Some(d) = self.dir {
-            if ct.dir != d {
-                return false;
-            }
+        if let Some(d) = self.dir
+            && ct.dir != d
+        {
+            return false;
         }
-        if let Some(p) = self.proto {
-            if (ct.l4proto == p.v) == p.inv {
-                return false;
-            }
+        if let Some(p) = self.proto
+            && (ct.l4proto == p.v) == p.inv
+        {
+            return false;
         }
         if !addr_test(&self.origsrc, &ct.orig, true)
             || !addr_test(&self.origdst, &ct.orig, false)
@@ -211,10 +232,10 @@ impl ConntrackMatch {
         {
             return false;
         }
-        if let Some(s) = self.status {
-            if (s.v & ct.status.0 != 0) == s.inv {
-                return false;
-            }
+        if let Some(s) = self.status
+            && (s.v & ct.status.0 != 0) == s.inv
+        {
+            return false;
         }
         if let Some(e) = self.expire {
             let x = ct.expires_in_secs;
@@ -241,7 +262,11 @@ impl ConntrackMatch {
             ("ctrepldst", &self.repldst),
         ] {
             if let Some(i) = a {
-                s += &format!("{} {name} {}", inv(i.inv), super::fmt_addr_mask(Some(&i.v), family));
+                s += &format!(
+                    "{} {name} {}",
+                    inv(i.inv),
+                    super::fmt_addr_mask(Some(&i.v), family)
+                );
             }
         }
         for (name, p) in [
@@ -259,7 +284,11 @@ impl ConntrackMatch {
             }
         }
         if let Some(i) = self.status {
-            let t = if i.v == 0 { "NONE".to_string() } else { Status(i.v).names().replace('|', ",") };
+            let t = if i.v == 0 {
+                "NONE".to_string()
+            } else {
+                Status(i.v).names().replace('|', ",")
+            };
             s += &format!("{} ctstatus {t}", inv(i.inv));
         }
         if let Some(i) = self.expire {
@@ -315,7 +344,14 @@ impl MatchExt for ConntrackExt {
         let m = &mut self.m;
         let optname = format!("--{name}");
         match opt {
-            0 => set(&mut m.state, Inv { v: parse_states(&optname, arg, true)?, inv }, &optname),
+            0 => set(
+                &mut m.state,
+                Inv {
+                    v: parse_states(&optname, arg, true)?,
+                    inv,
+                },
+                &optname,
+            ),
             1 => {
                 let p = crate::rules::parse::parse_proto(arg)
                     .filter(|p| *p != 0)
@@ -342,7 +378,11 @@ impl MatchExt for ConntrackExt {
                         "ASSURED" => Status::ASSURED,
                         "CONFIRMED" => Status::CONFIRMED,
                         _ => {
-                            return Err(Fail::bad(&optname, w, "NONE, EXPECTED, SEEN_REPLY, ASSURED or CONFIRMED"));
+                            return Err(Fail::bad(
+                                &optname,
+                                w,
+                                "NONE, EXPECTED, SEEN_REPLY, ASSURED or CONFIRMED",
+                            ));
                         }
                     };
                 }
@@ -394,11 +434,23 @@ mod tests {
 
     #[test]
     fn state_words_are_prefixes() {
-        assert_eq!(parse_states("--state", "NEW,ESTABLISHED", false).unwrap(), statebit::NEW | statebit::ESTABLISHED);
-        assert_eq!(parse_states("--state", "new", false).unwrap(), statebit::NEW);
-        assert_eq!(parse_states("--state", "EST", false).unwrap(), statebit::ESTABLISHED);
+        assert_eq!(
+            parse_states("--state", "NEW,ESTABLISHED", false).unwrap(),
+            statebit::NEW | statebit::ESTABLISHED
+        );
+        assert_eq!(
+            parse_states("--state", "new", false).unwrap(),
+            statebit::NEW
+        );
+        assert_eq!(
+            parse_states("--state", "EST", false).unwrap(),
+            statebit::ESTABLISHED
+        );
         assert!(parse_states("--state", "SNAT", false).is_err());
-        assert_eq!(parse_states("--ctstate", "SNAT", true).unwrap(), statebit::SNAT);
+        assert_eq!(
+            parse_states("--ctstate", "SNAT", true).unwrap(),
+            statebit::SNAT
+        );
         let e = parse_states("--state", "ESTABLISED", false).unwrap_err();
         assert_eq!(e.hint.as_deref(), Some("did you mean ESTABLISHED?"));
     }

@@ -8,7 +8,7 @@
 //! which ctsim does not model because the conntrack layer has already
 //! declared such packets INVALID.
 
-use super::{dup, parse_port_range, parse_uint, Fail, Match, MatchExt, Opt, ParseCtx};
+use super::{Fail, Match, MatchExt, Opt, ParseCtx, dup, parse_port_range, parse_uint};
 use crate::rules::error::RuleErrorKind;
 use crate::rules::eval::EvalCtx;
 use crate::wire::ipproto;
@@ -67,25 +67,25 @@ impl TcpMatch {
         let (Some(sp), Some(dp), Some(fl)) = (ctx.sport, ctx.dport, ctx.tcp_flags) else {
             return false;
         };
-        if let Some(r) = &self.sport {
-            if !r.test(sp) {
-                return false;
-            }
+        if let Some(r) = &self.sport
+            && !r.test(sp)
+        {
+            return false;
         }
-        if let Some(r) = &self.dport {
-            if !r.test(dp) {
-                return false;
-            }
+        if let Some(r) = &self.dport
+            && !r.test(dp)
+        {
+            return false;
         }
-        if let Some((mask, cmp, inv)) = self.flags {
-            if (fl & mask == cmp) == inv {
-                return false;
-            }
+        if let Some((mask, cmp, inv)) = self.flags
+            && (fl & mask == cmp) == inv
+        {
+            return false;
         }
-        if let Some((kind, inv)) = self.option {
-            if has_tcp_option(ctx.tcp_options, kind) == inv {
-                return false;
-            }
+        if let Some((kind, inv)) = self.option
+            && has_tcp_option(ctx.tcp_options, kind) == inv
+        {
+            return false;
         }
         true
     }
@@ -144,8 +144,12 @@ fn parse_tcp_flags(s: &str) -> Result<u8, Fail> {
         match TCP_FLAGS.iter().find(|(n, _)| n.eq_ignore_ascii_case(f)) {
             Some((_, b)) => v |= b,
             None => {
-                return Err(Fail::bad("--tcp-flags", f, "TCP flags FIN,SYN,RST,PSH,ACK,URG,ALL,NONE")
-                    .hint(format!("Unknown TCP flag `{f}'")));
+                return Err(Fail::bad(
+                    "--tcp-flags",
+                    f,
+                    "TCP flags FIN,SYN,RST,PSH,ACK,URG,ALL,NONE",
+                )
+                .hint(format!("Unknown TCP flag `{f}'")));
             }
         }
     }
@@ -163,7 +167,12 @@ const TCP_OPTS: &[Opt] = &[
     Opt::inv("destination-port"),
     Opt::inv("dport"),
     Opt::inv_flag("syn"),
-    Opt { name: "tcp-flags", arg: true, inv: true, text: false },
+    Opt {
+        name: "tcp-flags",
+        arg: true,
+        inv: true,
+        text: false,
+    },
     Opt::inv("tcp-option"),
 ];
 
@@ -192,7 +201,9 @@ impl MatchExt for TcpExt {
             }
             4 | 5 => {
                 if self.m.flags.is_some() {
-                    return Err(Fail::invalid("Only one of `--syn' or `--tcp-flags' allowed"));
+                    return Err(Fail::invalid(
+                        "Only one of `--syn' or `--tcp-flags' allowed",
+                    ));
                 }
                 if opt == 4 {
                     self.m.flags = Some((0x17, 0x02, inv));
@@ -272,11 +283,23 @@ impl MatchExt for UdpExt {
         UDP_OPTS
     }
     fn parse(&mut self, opt: usize, inv: bool, arg: &str, _pc: &ParseCtx) -> Result<(), Fail> {
-        let slot = if opt < 2 { &mut self.m.sport } else { &mut self.m.dport };
+        let slot = if opt < 2 {
+            &mut self.m.sport
+        } else {
+            &mut self.m.dport
+        };
         if slot.is_some() {
-            return Err(dup(if opt < 2 { "--source-port" } else { "--destination-port" }));
+            return Err(dup(if opt < 2 {
+                "--source-port"
+            } else {
+                "--destination-port"
+            }));
         }
-        let (lo, hi) = parse_port_range(if opt < 2 { "--sport" } else { "--dport" }, arg, ipproto::UDP)?;
+        let (lo, hi) = parse_port_range(
+            if opt < 2 { "--sport" } else { "--dport" },
+            arg,
+            ipproto::UDP,
+        )?;
         *slot = Some(PortRange { lo, hi, inv });
         Ok(())
     }
@@ -301,7 +324,11 @@ pub struct IcmpMatch {
 impl IcmpMatch {
     #[inline]
     pub fn matches(&self, ctx: &EvalCtx) -> bool {
-        let proto = if self.v6 { ipproto::ICMPV6 } else { ipproto::ICMP };
+        let proto = if self.v6 {
+            ipproto::ICMPV6
+        } else {
+            ipproto::ICMP
+        };
         if ctx.non_first_fragment || ctx.proto != proto {
             return false;
         }
@@ -421,11 +448,13 @@ fn parse_icmp_type(s: &str, v6: bool) -> Result<(u8, u8, u8), Fail> {
             break;
         }
         if name.starts_with(&lower) {
-            if let Some(prev) = found {
-                if (prev.1, prev.2, prev.3) != (e.1, e.2, e.3) {
-                    return Err(Fail::bad(opt, s, "an ICMP type name")
-                        .hint(format!("ambiguous ICMP type `{s}': `{}' or `{}'?", prev.0, e.0)));
-                }
+            if let Some(prev) = found
+                && (prev.1, prev.2, prev.3) != (e.1, e.2, e.3)
+            {
+                return Err(Fail::bad(opt, s, "an ICMP type name").hint(format!(
+                    "ambiguous ICMP type `{s}': `{}' or `{}'?",
+                    prev.0, e.0
+                )));
             }
             found = found.or(Some(e));
         }
@@ -438,7 +467,8 @@ fn parse_icmp_type(s: &str, v6: bool) -> Result<(u8, u8, u8), Fail> {
         None => (s, None),
     };
     let t = super::strtoul(t).filter(|v| *v <= 255).ok_or_else(|| {
-        Fail::bad(opt, s, "an ICMP type name or number[/code]").hint(format!("Unknown ICMP type `{s}'"))
+        Fail::bad(opt, s, "an ICMP type name or number[/code]")
+            .hint(format!("Unknown ICMP type `{s}'"))
     })? as u8;
     match c {
         None => Ok((t, 0, 0xff)),
@@ -459,7 +489,13 @@ pub(crate) struct IcmpExt {
 impl IcmpExt {
     pub(crate) fn new(v6: bool) -> Self {
         IcmpExt {
-            m: IcmpMatch { v6, icmp_type: 0xff, code_lo: 0, code_hi: 0xff, inv: false },
+            m: IcmpMatch {
+                v6,
+                icmp_type: 0xff,
+                code_lo: 0,
+                code_hi: 0xff,
+                inv: false,
+            },
             seen: false,
         }
     }
@@ -477,7 +513,11 @@ impl MatchExt for IcmpExt {
     }
     fn parse(&mut self, _opt: usize, inv: bool, arg: &str, _pc: &ParseCtx) -> Result<(), Fail> {
         if self.seen {
-            return Err(dup(if self.m.v6 { "--icmpv6-type" } else { "--icmp-type" }));
+            return Err(dup(if self.m.v6 {
+                "--icmpv6-type"
+            } else {
+                "--icmp-type"
+            }));
         }
         self.seen = true;
         let (t, lo, hi) = parse_icmp_type(arg, self.m.v6)?;
@@ -491,7 +531,9 @@ impl MatchExt for IcmpExt {
         if self.m.v6 {
             need_proto(pc, ipproto::ICMPV6, "-m icmp6", "-p icmpv6")?;
             if !self.seen {
-                return Err(Fail::invalid("icmp6: option \"--icmpv6-type\" must be specified"));
+                return Err(Fail::invalid(
+                    "icmp6: option \"--icmpv6-type\" must be specified",
+                ));
             }
         } else {
             need_proto(pc, ipproto::ICMP, "-m icmp", "-p icmp")?;
@@ -543,9 +585,19 @@ impl MultiportMatch {
         let list: Vec<String> = self
             .ranges
             .iter()
-            .map(|&(lo, hi)| if lo == hi { lo.to_string() } else { format!("{lo}:{hi}") })
+            .map(|&(lo, hi)| {
+                if lo == hi {
+                    lo.to_string()
+                } else {
+                    format!("{lo}:{hi}")
+                }
+            })
             .collect();
-        format!(" multiport {kw} {}{}", if self.inv { "! " } else { "" }, list.join(","))
+        format!(
+            " multiport {kw} {}{}",
+            if self.inv { "! " } else { "" },
+            list.join(",")
+        )
     }
 }
 
@@ -562,7 +614,13 @@ const MULTIPORT_OPTS: &[Opt] = &[
     Opt::inv("ports"),
 ];
 
-const MULTIPORT_PROTOS: &[u8] = &[ipproto::TCP, ipproto::UDP, ipproto::UDPLITE, ipproto::SCTP, 33];
+const MULTIPORT_PROTOS: &[u8] = &[
+    ipproto::TCP,
+    ipproto::UDP,
+    ipproto::UDPLITE,
+    ipproto::SCTP,
+    33,
+];
 
 impl MatchExt for MultiportExt {
     fn name(&self) -> &'static str {
@@ -596,15 +654,19 @@ impl MatchExt for MultiportExt {
             ranges.push((lo, hi));
         }
         if slots > 15 {
-            return Err(Fail::bad("--dports", arg, "at most 15 ports (a range counts as two)")
-                .hint("too many ports specified; split the list over two rules"));
+            return Err(
+                Fail::bad("--dports", arg, "at most 15 ports (a range counts as two)")
+                    .hint("too many ports specified; split the list over two rules"),
+            );
         }
         self.m = Some(MultiportMatch { dir, ranges, inv });
         Ok(())
     }
     fn finish(&mut self, pc: &ParseCtx) -> Result<Match, Fail> {
         let Some(m) = self.m.take() else {
-            return Err(Fail::invalid("multiport: one of --sports, --dports or --ports is required"));
+            return Err(Fail::invalid(
+                "multiport: one of --sports, --dports or --ports is required",
+            ));
         };
         if !MULTIPORT_PROTOS.contains(&pc.proto) || pc.proto_inv {
             return Err(Fail::new(RuleErrorKind::NeedsProtocol {
@@ -642,12 +704,18 @@ mod tests {
 
     #[test]
     fn icmp_names_prefix_and_numbers() {
-        assert_eq!(parse_icmp_type("echo-request", false).unwrap(), (8, 0, 0xff));
+        assert_eq!(
+            parse_icmp_type("echo-request", false).unwrap(),
+            (8, 0, 0xff)
+        );
         assert_eq!(parse_icmp_type("echo-req", false).unwrap(), (8, 0, 0xff));
         assert_eq!(parse_icmp_type("3/4", false).unwrap(), (3, 4, 4));
         assert_eq!(parse_icmp_type("any", false).unwrap(), (0xff, 0, 0xff));
         assert!(parse_icmp_type("300", false).is_err());
         assert!(parse_icmp_type("echo", false).is_err()); // echo-reply or echo-request
-        assert_eq!(parse_icmp_type("neighbor-solicitation", true).unwrap(), (135, 0, 0xff));
+        assert_eq!(
+            parse_icmp_type("neighbor-solicitation", true).unwrap(),
+            (135, 0, 0xff)
+        );
     }
 }

@@ -18,11 +18,11 @@
 
 use rustc_hash::FxHashMap;
 
-use super::{dup, parse_uint, Fail, Match, MatchExt, Opt, ParseCtx};
+use super::{Fail, Match, MatchExt, Opt, ParseCtx, dup, parse_uint};
 use crate::rules::error::RuleErrorKind;
 use crate::rules::eval::EvalCtx;
 use crate::time::Timestamp;
-use crate::wire::{ipproto, Family};
+use crate::wire::{Family, ipproto};
 
 /// Kernel tick rate on the reference machine (`CONFIG_HZ=250`).
 pub const HZ: u64 = 250;
@@ -119,7 +119,13 @@ impl LimitMatch {
         let nsecs = unit * 1_000_000_000;
         let cost = nsecs / rate.max(1);
         let b = if burst == 0 { 5 } else { burst as u64 };
-        LimitMatch { cost, tokens_max: cost.saturating_mul(b), avg, burst, slot: 0 }
+        LimitMatch {
+            cost,
+            tokens_max: cost.saturating_mul(b),
+            avg,
+            burst,
+            slot: 0,
+        }
     }
 
     #[inline]
@@ -127,7 +133,10 @@ impl LimitMatch {
         let now = ctx.now.0;
         let tokens = match st.last {
             None => self.tokens_max,
-            Some(last) => st.tokens.saturating_add(now.saturating_sub(last)).min(self.tokens_max),
+            Some(last) => st
+                .tokens
+                .saturating_add(now.saturating_sub(last))
+                .min(self.tokens_max),
         };
         st.last = Some(now);
         if tokens >= self.cost {
@@ -147,7 +156,10 @@ impl LimitMatch {
             3600 => "hour",
             _ => "day",
         };
-        format!(" limit: avg {r}/{unit} burst {}", if self.burst == 0 { 5 } else { self.burst })
+        format!(
+            " limit: avg {r}/{unit} burst {}",
+            if self.burst == 0 { 5 } else { self.burst }
+        )
     }
 }
 
@@ -173,7 +185,8 @@ impl MatchExt for LimitExt {
             let (r, mult) = parse_rate("--limit", arg)?;
             let avg = XT_LIMIT_SCALE * mult / r;
             if avg == 0 {
-                return Err(Fail::bad("--limit", arg, "a rate of at most 10000/second").hint("Rate too fast"));
+                return Err(Fail::bad("--limit", arg, "a rate of at most 10000/second")
+                    .hint("Rate too fast"));
             }
             self.avg = Some(avg);
         } else {
@@ -271,14 +284,21 @@ fn mask_bits(a: u128, len: u8, family: Family) -> u128 {
     if len == 0 {
         return 0;
     }
-    let full: u128 = if bits == 32 { u32::MAX as u128 } else { u128::MAX };
+    let full: u128 = if bits == 32 {
+        u32::MAX as u128
+    } else {
+        u128::MAX
+    };
     let m = (full >> (bits - len as u32)) << (bits - len as u32) & full;
     a & m
 }
 
 impl HashlimitState {
     pub(crate) fn with_cfg(cfg: HashlimitCfg) -> Self {
-        HashlimitState { cfg: Some(cfg), ..Default::default() }
+        HashlimitState {
+            cfg: Some(cfg),
+            ..Default::default()
+        }
     }
     /// Number of live entries (buckets) in the table.
     pub fn len(&self) -> usize {
@@ -297,13 +317,14 @@ impl HashlimitMatch {
         let key = self.key(ctx, &cfg);
         // An entry past its lifetime is gone once a collector run fell in
         // [expires, now]; until then it is still found and reused.
-        if let Some(e) = st.entries.get(&key) {
-            if cfg.gc_interval > 0 && e.expires <= now {
-                let k = (e.expires.saturating_sub(origin)).div_ceil(cfg.gc_interval);
-                let tick = origin + k * cfg.gc_interval;
-                if tick <= now {
-                    st.entries.remove(&key);
-                }
+        if let Some(e) = st.entries.get(&key)
+            && cfg.gc_interval > 0
+            && e.expires <= now
+        {
+            let k = (e.expires.saturating_sub(origin)).div_ceil(cfg.gc_interval);
+            let tick = origin + k * cfg.gc_interval;
+            if tick <= now {
+                st.entries.remove(&key);
             }
         }
         let expire_at = now + cfg.expire;
@@ -313,7 +334,10 @@ impl HashlimitMatch {
                 let delta = now.saturating_sub(e.prev);
                 if delta > 0 {
                     e.prev = now;
-                    e.credit = e.credit.saturating_add(delta.saturating_mul(HL_CREDITS_PER_JIFFY)).min(cfg.credit_cap);
+                    e.credit = e
+                        .credit
+                        .saturating_add(delta.saturating_mul(HL_CREDITS_PER_JIFFY))
+                        .min(cfg.credit_cap);
                 }
                 e
             }
@@ -322,7 +346,11 @@ impl HashlimitMatch {
                     // The kernel drops the packet here ("max count reached").
                     return false;
                 }
-                st.entries.entry(key).or_insert(HlEntry { expires: expire_at, prev: now, credit: cfg.credit_cap })
+                st.entries.entry(key).or_insert(HlEntry {
+                    expires: expire_at,
+                    prev: now,
+                    credit: cfg.credit_cap,
+                })
             }
         };
         if e.credit >= cfg.cost {
@@ -334,14 +362,22 @@ impl HashlimitMatch {
     }
 
     fn key(&self, ctx: &EvalCtx, cfg: &HashlimitCfg) -> HlKey {
-        let mut k = HlKey { src: 0, dst: 0, sport: 0, dport: 0 };
+        let mut k = HlKey {
+            src: 0,
+            dst: 0,
+            sport: 0,
+            dport: 0,
+        };
         if cfg.mode & hlmode::SRCIP != 0 {
             k.src = mask_bits(super::addr_bits(ctx.src), cfg.srcmask, ctx.family);
         }
         if cfg.mode & hlmode::DSTIP != 0 {
             k.dst = mask_bits(super::addr_bits(ctx.dst), cfg.dstmask, ctx.family);
         }
-        let has_ports = matches!(ctx.proto, ipproto::TCP | ipproto::UDP | ipproto::UDPLITE | ipproto::SCTP | 33);
+        let has_ports = matches!(
+            ctx.proto,
+            ipproto::TCP | ipproto::UDP | ipproto::UDPLITE | ipproto::SCTP | 33
+        );
         if has_ports && !ctx.non_first_fragment {
             if cfg.mode & hlmode::SRCPORT != 0 {
                 k.sport = ctx.sport.unwrap_or(0);
@@ -370,6 +406,7 @@ impl HashlimitMatch {
     }
 }
 
+#[derive(Default)]
 pub(crate) struct HashlimitExt {
     name: Option<String>,
     avg: Option<(u64, bool)>,
@@ -380,22 +417,6 @@ pub(crate) struct HashlimitExt {
     expire_ms: Option<u64>,
     gc_ms: Option<u64>,
     max: Option<u32>,
-}
-
-impl Default for HashlimitExt {
-    fn default() -> Self {
-        HashlimitExt {
-            name: None,
-            avg: None,
-            burst: None,
-            mode: None,
-            srcmask: None,
-            dstmask: None,
-            expire_ms: None,
-            gc_ms: None,
-            max: None,
-        }
-    }
 }
 
 const HL_OPTS: &[Opt] = &[
@@ -431,17 +452,22 @@ impl MatchExt for HashlimitExt {
         match opt {
             0..=2 => {
                 if self.avg.is_some() {
-                    return Err(Fail::invalid("hashlimit: only one of --hashlimit-upto and --hashlimit-above"));
+                    return Err(Fail::invalid(
+                        "hashlimit: only one of --hashlimit-upto and --hashlimit-above",
+                    ));
                 }
                 let lower = arg.to_ascii_lowercase();
                 if lower.contains("b/") || lower.ends_with('b') {
-                    return Err(Fail::new(RuleErrorKind::UnsupportedOption(format!("{name} {arg}")))
-                        .hint("byte-rate hashlimit is not simulated by ctsim"));
+                    return Err(Fail::new(RuleErrorKind::UnsupportedOption(format!(
+                        "{name} {arg}"
+                    )))
+                    .hint("byte-rate hashlimit is not simulated by ctsim"));
                 }
                 let (r, mult) = parse_rate(&name, arg)?;
                 let avg = HL_SCALE_V2 * mult / r;
                 if avg == 0 {
-                    return Err(Fail::bad(&name, arg, "a rate of at most 1000000/second").hint("Rate too fast"));
+                    return Err(Fail::bad(&name, arg, "a rate of at most 1000000/second")
+                        .hint("Rate too fast"));
                 }
                 self.avg = Some((avg, (opt == 2) != inv));
             }
@@ -494,10 +520,14 @@ impl MatchExt for HashlimitExt {
     }
     fn finish(&mut self, pc: &ParseCtx) -> Result<Match, Fail> {
         let Some(name) = self.name.clone() else {
-            return Err(Fail::invalid("hashlimit: option \"--hashlimit-name\" must be specified"));
+            return Err(Fail::invalid(
+                "hashlimit: option \"--hashlimit-name\" must be specified",
+            ));
         };
         let Some((avg, above)) = self.avg else {
-            return Err(Fail::invalid("hashlimit: option \"--hashlimit-upto\" or \"--hashlimit-above\" must be specified"));
+            return Err(Fail::invalid(
+                "hashlimit: option \"--hashlimit-upto\" or \"--hashlimit-above\" must be specified",
+            ));
         };
         let burst = self.burst.unwrap_or(5);
         let full = if pc.family == Family::Ipv4 { 32 } else { 128 };
@@ -515,7 +545,12 @@ impl MatchExt for HashlimitExt {
             avg,
             burst,
         };
-        Ok(Match::Hashlimit(Box::new(HashlimitMatch { name, cfg, above, slot: 0 })))
+        Ok(Match::Hashlimit(Box::new(HashlimitMatch {
+            name,
+            cfg,
+            above,
+            slot: 0,
+        })))
     }
 }
 

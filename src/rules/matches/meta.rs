@@ -1,9 +1,9 @@
 //! Packet metadata matches: `mark`, `connmark`, `comment`, `length`,
 //! `ttl`/`hl`, `pkttype`, `addrtype`, `mac`.
 
-use super::{dup, lookup_name, parse_mark, parse_uint, Fail, Match, MatchExt, Opt, ParseCtx};
-use crate::rules::eval::EvalCtx;
+use super::{Fail, Match, MatchExt, Opt, ParseCtx, dup, lookup_name, parse_mark, parse_uint};
 use crate::rules::Hook;
+use crate::rules::eval::EvalCtx;
 use crate::wire::PktType;
 
 // --- mark / connmark -----------------------------------------------------------
@@ -60,9 +60,16 @@ impl MatchExt for MarkExt {
     }
     fn finish(&mut self, _pc: &ParseCtx) -> Result<Match, Fail> {
         let Some(m) = self.m else {
-            return Err(Fail::invalid(format!("{}: option \"--mark\" must be specified", self.name())));
+            return Err(Fail::invalid(format!(
+                "{}: option \"--mark\" must be specified",
+                self.name()
+            )));
         };
-        Ok(if self.conn { Match::Connmark(m) } else { Match::Mark(m) })
+        Ok(if self.conn {
+            Match::Connmark(m)
+        } else {
+            Match::Mark(m)
+        })
     }
 }
 
@@ -83,7 +90,9 @@ impl MatchExt for CommentExt {
     }
     fn parse(&mut self, _o: usize, _inv: bool, arg: &str, _pc: &ParseCtx) -> Result<(), Fail> {
         if self.c.is_some() {
-            return Err(Fail::invalid("comment: option \"--comment\" can only be used once."));
+            return Err(Fail::invalid(
+                "comment: option \"--comment\" can only be used once.",
+            ));
         }
         if arg.len() > 255 {
             return Err(Fail::bad("--comment", arg, "at most 255 characters"));
@@ -94,7 +103,9 @@ impl MatchExt for CommentExt {
     fn finish(&mut self, _pc: &ParseCtx) -> Result<Match, Fail> {
         match self.c.take() {
             Some(c) => Ok(Match::Comment(c)),
-            None => Err(Fail::invalid("comment: option \"--comment\" must be specified")),
+            None => Err(Fail::invalid(
+                "comment: option \"--comment\" must be specified",
+            )),
         }
     }
 }
@@ -145,15 +156,25 @@ impl MatchExt for LengthExt {
             Some((a, b)) => (a, b),
             None => (arg, arg),
         };
-        let min = if a.is_empty() { 0 } else { parse_uint("--length", a, 0, 65535)? as u16 };
-        let max = if b.is_empty() { 65535 } else { parse_uint("--length", b, 0, 65535)? as u16 };
+        let min = if a.is_empty() {
+            0
+        } else {
+            parse_uint("--length", a, 0, 65535)? as u16
+        };
+        let max = if b.is_empty() {
+            65535
+        } else {
+            parse_uint("--length", b, 0, 65535)? as u16
+        };
         self.m = Some(LengthMatch { min, max, inv });
         Ok(())
     }
     fn finish(&mut self, _pc: &ParseCtx) -> Result<Match, Fail> {
         match self.m {
             Some(m) => Ok(Match::Length(m)),
-            None => Err(Fail::invalid("length: option \"--length\" must be specified")),
+            None => Err(Fail::invalid(
+                "length: option \"--length\" must be specified",
+            )),
         }
     }
 }
@@ -194,7 +215,12 @@ impl TtlMatch {
             TtlOp::Lt => ("match", "<"),
             TtlOp::Gt => ("match", ">"),
         };
-        format!(" {} {kw} {}{op} {}", if self.hl { "HL" } else { "TTL" }, if self.hl { "HL " } else { "TTL " }, self.value)
+        format!(
+            " {} {kw} {}{op} {}",
+            if self.hl { "HL" } else { "TTL" },
+            if self.hl { "HL " } else { "TTL " },
+            self.value
+        )
     }
 }
 
@@ -234,13 +260,20 @@ impl MatchExt for TtlExt {
             (1, _) => TtlOp::Lt,
             _ => TtlOp::Gt,
         };
-        self.m = Some(TtlMatch { hl: self.hl, op, value });
+        self.m = Some(TtlMatch {
+            hl: self.hl,
+            op,
+            value,
+        });
         Ok(())
     }
     fn finish(&mut self, _pc: &ParseCtx) -> Result<Match, Fail> {
         match self.m {
             Some(m) => Ok(Match::Ttl(m)),
-            None => Err(Fail::invalid(format!("{}: one of the -eq, -lt, -gt options is required", self.name()))),
+            None => Err(Fail::invalid(format!(
+                "{}: one of the -eq, -lt, -gt options is required",
+                self.name()
+            ))),
         }
     }
 }
@@ -292,7 +325,11 @@ impl MatchExt for PkttypeExt {
             "multicast" => PktType::Multicast,
             "otherhost" => PktType::OtherHost,
             _ => {
-                return Err(Fail::bad("--pkt-type", arg, "unicast, broadcast, multicast, host or otherhost"));
+                return Err(Fail::bad(
+                    "--pkt-type",
+                    arg,
+                    "unicast, broadcast, multicast, host or otherhost",
+                ));
             }
         };
         self.m = Some(PkttypeMatch { ty, inv });
@@ -301,7 +338,9 @@ impl MatchExt for PkttypeExt {
     fn finish(&mut self, _pc: &ParseCtx) -> Result<Match, Fail> {
         match self.m {
             Some(m) => Ok(Match::Pkttype(m)),
-            None => Err(Fail::invalid("pkttype: option \"--pkt-type\" must be specified")),
+            None => Err(Fail::invalid(
+                "pkttype: option \"--pkt-type\" must be specified",
+            )),
         }
     }
 }
@@ -325,8 +364,18 @@ pub mod addrtype {
 }
 
 const ADDRTYPE_NAMES: &[&str] = &[
-    "UNSPEC", "UNICAST", "LOCAL", "BROADCAST", "ANYCAST", "MULTICAST", "BLACKHOLE",
-    "UNREACHABLE", "PROHIBIT", "THROW", "NAT", "XRESOLVE",
+    "UNSPEC",
+    "UNICAST",
+    "LOCAL",
+    "BROADCAST",
+    "ANYCAST",
+    "MULTICAST",
+    "BLACKHOLE",
+    "UNREACHABLE",
+    "PROHIBIT",
+    "THROW",
+    "NAT",
+    "XRESOLVE",
 ];
 
 /// `--src-type`/`--dst-type` masks. The caller provides each address's
@@ -343,29 +392,38 @@ pub struct AddrtypeMatch {
 }
 
 fn types_text(m: u16) -> String {
-    let v: Vec<&str> = ADDRTYPE_NAMES.iter().enumerate().filter(|(i, _)| m & (1 << i) != 0).map(|(_, n)| *n).collect();
+    let v: Vec<&str> = ADDRTYPE_NAMES
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| m & (1 << i) != 0)
+        .map(|(_, n)| *n)
+        .collect();
     v.join(",")
 }
 
 impl AddrtypeMatch {
     #[inline]
     pub fn matches(&self, ctx: &EvalCtx) -> bool {
-        if let Some((m, inv)) = self.src {
-            if (ctx.src_type & m != 0) == inv {
-                return false;
-            }
+        if let Some((m, inv)) = self.src
+            && (ctx.src_type & m != 0) == inv
+        {
+            return false;
         }
-        if let Some((m, inv)) = self.dst {
-            if (ctx.dst_type & m != 0) == inv {
-                return false;
-            }
+        if let Some((m, inv)) = self.dst
+            && (ctx.dst_type & m != 0) == inv
+        {
+            return false;
         }
         true
     }
     pub(crate) fn describe(&self) -> String {
         let mut s = String::new();
         if let Some((m, inv)) = self.src {
-            s += &format!(" ADDRTYPE match src-type {}{}", if inv { "!" } else { "" }, types_text(m));
+            s += &format!(
+                " ADDRTYPE match src-type {}{}",
+                if inv { "!" } else { "" },
+                types_text(m)
+            );
         }
         if let Some((m, inv)) = self.dst {
             if s.is_empty() {
@@ -420,12 +478,20 @@ impl MatchExt for AddrtypeExt {
                 let mut mask = 0u16;
                 for w in arg.split(',') {
                     let i = lookup_name(ADDRTYPE_NAMES, w, true).ok_or_else(|| {
-                        Fail::bad(if opt == 0 { "--src-type" } else { "--dst-type" }, w, "an address type (LOCAL, UNICAST, BROADCAST, MULTICAST, …)")
-                            .hint(format!("addrtype: bad type \"{w}\""))
+                        Fail::bad(
+                            if opt == 0 { "--src-type" } else { "--dst-type" },
+                            w,
+                            "an address type (LOCAL, UNICAST, BROADCAST, MULTICAST, …)",
+                        )
+                        .hint(format!("addrtype: bad type \"{w}\""))
                     })?;
                     mask |= 1 << i;
                 }
-                let slot = if opt == 0 { &mut self.m.src } else { &mut self.m.dst };
+                let slot = if opt == 0 {
+                    &mut self.m.src
+                } else {
+                    &mut self.m.dst
+                };
                 if slot.is_some() {
                     return Err(dup(if opt == 0 { "--src-type" } else { "--dst-type" }));
                 }
@@ -438,10 +504,14 @@ impl MatchExt for AddrtypeExt {
     }
     fn finish(&mut self, _pc: &ParseCtx) -> Result<Match, Fail> {
         if self.m.src.is_none() && self.m.dst.is_none() {
-            return Err(Fail::invalid("addrtype: you must specify --src-type or --dst-type"));
+            return Err(Fail::invalid(
+                "addrtype: you must specify --src-type or --dst-type",
+            ));
         }
         if self.m.limit_in && self.m.limit_out {
-            return Err(Fail::invalid("addrtype: you can't specify both --limit-iface-in and --limit-iface-out"));
+            return Err(Fail::invalid(
+                "addrtype: you can't specify both --limit-iface-in and --limit-iface-out",
+            ));
         }
         Ok(Match::Addrtype(self.m))
     }
@@ -470,7 +540,12 @@ impl MacMatch {
         format!(
             " MAC {}{:02X}:{:02X}:{:02X}:{:02X}:{:02X}:{:02X}",
             if self.inv { "! " } else { "" },
-            a[0], a[1], a[2], a[3], a[4], a[5]
+            a[0],
+            a[1],
+            a[2],
+            a[3],
+            a[4],
+            a[5]
         )
     }
     pub fn allowed_hooks() -> u8 {
@@ -509,14 +584,17 @@ impl MatchExt for MacExt {
         if self.m.is_some() {
             return Err(dup("--mac-source"));
         }
-        let addr = parse_mac(arg).ok_or_else(|| Fail::bad("--mac-source", arg, "a MAC address XX:XX:XX:XX:XX:XX"))?;
+        let addr = parse_mac(arg)
+            .ok_or_else(|| Fail::bad("--mac-source", arg, "a MAC address XX:XX:XX:XX:XX:XX"))?;
         self.m = Some(MacMatch { addr, inv });
         Ok(())
     }
     fn finish(&mut self, _pc: &ParseCtx) -> Result<Match, Fail> {
         match self.m {
             Some(m) => Ok(Match::Mac(m)),
-            None => Err(Fail::invalid("mac: option \"--mac-source\" must be specified")),
+            None => Err(Fail::invalid(
+                "mac: option \"--mac-source\" must be specified",
+            )),
         }
     }
 }

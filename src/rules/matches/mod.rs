@@ -21,10 +21,10 @@ pub mod statistic;
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
+use super::TableId;
 use super::ast::AddrMask;
 use super::error::{Fail, RuleErrorKind};
 use super::eval::EvalCtx;
-use super::TableId;
 use crate::wire::Family;
 
 /// One option of an extension, as the getopt table lists it.
@@ -41,19 +41,44 @@ pub(crate) struct Opt {
 
 impl Opt {
     pub(crate) const fn flag(name: &'static str) -> Opt {
-        Opt { name, arg: false, inv: false, text: false }
+        Opt {
+            name,
+            arg: false,
+            inv: false,
+            text: false,
+        }
     }
     pub(crate) const fn arg(name: &'static str) -> Opt {
-        Opt { name, arg: true, inv: false, text: false }
+        Opt {
+            name,
+            arg: true,
+            inv: false,
+            text: false,
+        }
     }
     pub(crate) const fn inv(name: &'static str) -> Opt {
-        Opt { name, arg: true, inv: true, text: false }
+        Opt {
+            name,
+            arg: true,
+            inv: true,
+            text: false,
+        }
     }
     pub(crate) const fn inv_flag(name: &'static str) -> Opt {
-        Opt { name, arg: false, inv: true, text: false }
+        Opt {
+            name,
+            arg: false,
+            inv: true,
+            text: false,
+        }
     }
     pub(crate) const fn text(name: &'static str) -> Opt {
-        Opt { name, arg: true, inv: false, text: true }
+        Opt {
+            name,
+            arg: true,
+            inv: false,
+            text: true,
+        }
     }
 }
 
@@ -79,9 +104,28 @@ pub(crate) trait MatchExt {
 
 /// Names of the match extensions ctsim implements.
 pub const SUPPORTED: &[&str] = &[
-    "tcp", "udp", "icmp", "icmp6", "multiport", "state", "conntrack", "connmark", "mark",
-    "comment", "length", "ttl", "hl", "pkttype", "addrtype", "mac", "iprange", "limit",
-    "hashlimit", "recent", "connlimit", "statistic",
+    "tcp",
+    "udp",
+    "icmp",
+    "icmp6",
+    "multiport",
+    "state",
+    "conntrack",
+    "connmark",
+    "mark",
+    "comment",
+    "length",
+    "ttl",
+    "hl",
+    "pkttype",
+    "addrtype",
+    "mac",
+    "iprange",
+    "limit",
+    "hashlimit",
+    "recent",
+    "connlimit",
+    "statistic",
 ];
 
 /// Loads a match extension by its `-m` name. `None`: not supported.
@@ -288,7 +332,10 @@ pub(crate) fn parse_port(option: &str, s: &str, proto: u8) -> Result<u16, Fail> 
     }
     let mut f = Fail::bad(option, s, "a port number (0-65535) or service name");
     if s.contains('-') && s.split('-').all(|p| strtoul(p).is_some()) {
-        f = f.hint(format!("port ranges are written with a colon: {}", s.replace('-', ":")));
+        f = f.hint(format!(
+            "port ranges are written with a colon: {}",
+            s.replace('-', ":")
+        ));
     } else if strtoul(s).is_none() && s.chars().any(|c| c.is_ascii_alphabetic()) {
         f = f.hint("ctsim knows the common /etc/services names only; write the port number");
     }
@@ -303,8 +350,16 @@ pub(crate) fn parse_port_range(option: &str, s: &str, proto: u8) -> Result<(u16,
             return Ok((p, p));
         }
         Some((a, b)) => (
-            if a.is_empty() { 0 } else { parse_port(option, a, proto)? },
-            if b.is_empty() { 65535 } else { parse_port(option, b, proto)? },
+            if a.is_empty() {
+                0
+            } else {
+                parse_port(option, a, proto)?
+            },
+            if b.is_empty() {
+                65535
+            } else {
+                parse_port(option, b, proto)?
+            },
         ),
     };
     if lo > hi {
@@ -323,7 +378,11 @@ pub(crate) fn parse_addr(option: &str, s: &str, family: Family) -> Result<u128, 
                 return Ok(0x7f00_0001);
             }
             let parts: Vec<&str> = s.split('.').collect();
-            if parts.len() <= 4 && parts.iter().all(|p| !p.is_empty() && p.len() <= 3 && p.chars().all(|c| c.is_ascii_digit())) {
+            if parts.len() <= 4
+                && parts
+                    .iter()
+                    .all(|p| !p.is_empty() && p.len() <= 3 && p.chars().all(|c| c.is_ascii_digit()))
+            {
                 let mut v: u32 = 0;
                 for (i, p) in parts.iter().enumerate() {
                     let b: u32 = p.parse().unwrap_or(256);
@@ -340,7 +399,9 @@ pub(crate) fn parse_addr(option: &str, s: &str, family: Family) -> Result<u128, 
             if s == "localhost" || s == "ip6-localhost" {
                 return Ok(1);
             }
-            s.parse::<Ipv6Addr>().map(u128::from).map_err(|_| host_fail(option, s))
+            s.parse::<Ipv6Addr>()
+                .map(u128::from)
+                .map_err(|_| host_fail(option, s))
         }
     }
 }
@@ -357,7 +418,11 @@ fn host_fail(option: &str, s: &str) -> Fail {
 /// `addr[/len|/mask]`; the address comes back masked.
 pub(crate) fn parse_addr_mask(option: &str, s: &str, family: Family) -> Result<AddrMask, Fail> {
     let bits: u32 = if family == Family::Ipv4 { 32 } else { 128 };
-    let full: u128 = if bits == 32 { u32::MAX as u128 } else { u128::MAX };
+    let full: u128 = if bits == 32 {
+        u32::MAX as u128
+    } else {
+        u128::MAX
+    };
     let (a, m) = match s.split_once('/') {
         Some((a, m)) => (a, Some(m)),
         None => (s, None),
@@ -366,19 +431,21 @@ pub(crate) fn parse_addr_mask(option: &str, s: &str, family: Family) -> Result<A
     let mask = match m {
         None => full,
         Some(m) => {
-            let len = if family == Family::Ipv4 && m.contains('.') {
-                None
-            } else if family == Family::Ipv6 && m.contains(':') {
-                None
-            } else {
-                match strtoul(m) {
-                    Some(l) if l <= bits as u64 => Some(l as u32),
-                    _ => {
-                        return Err(Fail::bad(option, s, "a prefix length or mask")
-                            .hint(format!("invalid mask `{m}': the prefix length is 0 to {bits}")));
+            let len =
+                if (family == Family::Ipv4 && m.contains('.'))
+                    || (family == Family::Ipv6 && m.contains(':'))
+                {
+                    None
+                } else {
+                    match strtoul(m) {
+                        Some(l) if l <= bits as u64 => Some(l as u32),
+                        _ => {
+                            return Err(Fail::bad(option, s, "a prefix length or mask").hint(
+                                format!("invalid mask `{m}': the prefix length is 0 to {bits}"),
+                            ));
+                        }
                     }
-                }
-            };
+                };
             match len {
                 Some(0) => 0,
                 Some(l) => (full >> (bits - l)) << (bits - l) & full,
@@ -387,7 +454,10 @@ pub(crate) fn parse_addr_mask(option: &str, s: &str, family: Family) -> Result<A
             }
         }
     };
-    Ok(AddrMask { addr: addr & mask, mask })
+    Ok(AddrMask {
+        addr: addr & mask,
+        mask,
+    })
 }
 
 /// Address as the caller gives it, widened to the u128 the masks use.
@@ -420,7 +490,11 @@ pub(crate) fn fmt_addr_mask(am: Option<&AddrMask>, family: Family) -> String {
         return a.to_string();
     }
     let ones = am.mask.count_ones();
-    let prefix = if ones == 0 { 0 } else { (full >> (bits - ones)) << (bits - ones) & full };
+    let prefix = if ones == 0 {
+        0
+    } else {
+        (full >> (bits - ones)) << (bits - ones) & full
+    };
     if prefix == am.mask {
         format!("{a}/{ones}")
     } else {
@@ -431,7 +505,13 @@ pub(crate) fn fmt_addr_mask(am: Option<&AddrMask>, family: Family) -> String {
 /// Requires an option's argument to be one of `names` (case-insensitive
 /// where `nocase`), returning its index.
 pub(crate) fn lookup_name(names: &[&str], s: &str, nocase: bool) -> Option<usize> {
-    names.iter().position(|n| if nocase { n.eq_ignore_ascii_case(s) } else { *n == s })
+    names.iter().position(|n| {
+        if nocase {
+            n.eq_ignore_ascii_case(s)
+        } else {
+            *n == s
+        }
+    })
 }
 
 pub(crate) fn dup(opt: &str) -> Fail {
@@ -460,15 +540,27 @@ mod tests {
         assert_eq!(parse_addr("-s", "10", f).unwrap(), 0x0a00_0000);
         assert!(parse_addr("-s", "1.2.3.256", f).is_err());
         let am = parse_addr_mask("-s", "10.1.2.3/8", f).unwrap();
-        assert_eq!(am, AddrMask { addr: 0x0a00_0000, mask: 0xff00_0000 });
+        assert_eq!(
+            am,
+            AddrMask {
+                addr: 0x0a00_0000,
+                mask: 0xff00_0000
+            }
+        );
         let am = parse_addr_mask("-s", "1.2.3.4/255.255.0.255", f).unwrap();
         assert_eq!(am.mask, 0xffff_00ff);
         assert_eq!(fmt_addr_mask(Some(&am), f), "1.2.0.4/255.255.0.255");
         assert!(parse_addr_mask("-s", "1.2.3.4/33", f).is_err());
         assert!(parse_addr_mask("-s", "1.2.3.4/", f).is_err());
         assert!(parse_addr_mask("-s", "1.2.3.4/08", f).is_err());
-        assert_eq!(parse_addr_mask("-s", "1.2.3.4/0x8", f).unwrap().mask, 0xff00_0000);
-        assert_eq!(parse_addr_mask("-s", "0/0", f).unwrap(), AddrMask { addr: 0, mask: 0 });
+        assert_eq!(
+            parse_addr_mask("-s", "1.2.3.4/0x8", f).unwrap().mask,
+            0xff00_0000
+        );
+        assert_eq!(
+            parse_addr_mask("-s", "0/0", f).unwrap(),
+            AddrMask { addr: 0, mask: 0 }
+        );
         assert_eq!(fmt_addr_mask(None, f), "0.0.0.0/0");
         let e = parse_addr_mask("-s", "example.com", f).unwrap_err();
         assert!(e.hint.unwrap().contains("host names"));

@@ -11,8 +11,8 @@
 //!
 //! Time is in jiffies of the capture clock (see [`super::limit::jiffies`]).
 
-use super::limit::{jiffies, HZ};
-use super::{parse_addr, parse_uint, Fail, Match, MatchExt, Opt, ParseCtx};
+use super::limit::{HZ, jiffies};
+use super::{Fail, Match, MatchExt, Opt, ParseCtx, parse_addr, parse_uint};
 use crate::rules::eval::EvalCtx;
 use crate::wire::Family;
 
@@ -64,7 +64,11 @@ pub struct RecentTable {
 
 impl RecentTable {
     pub(crate) fn new(nstamps_mask: usize) -> Self {
-        RecentTable { entries: Vec::new(), lru_clock: 0, nstamps_mask }
+        RecentTable {
+            entries: Vec::new(),
+            lru_clock: 0,
+            nstamps_mask,
+        }
     }
 
     /// Ring size the kernel picks for a rule's hit count.
@@ -123,19 +127,31 @@ impl RecentMatch {
             ttl = ttl.wrapping_add(1);
         }
         let mut ret = self.inv;
-        let look_ttl = if self.check_set & check::TTL != 0 { ttl } else { 0 };
+        let look_ttl = if self.check_set & check::TTL != 0 {
+            ttl
+        } else {
+            0
+        };
         let Some(i) = t.find(a, ctx.family, look_ttl) else {
             if self.check_set & check::SET == 0 {
                 return ret;
             }
-            if t.entries.len() >= IP_LIST_TOT {
-                if let Some(o) = t.oldest() {
-                    t.entries.swap_remove(o);
-                }
+            if t.entries.len() >= IP_LIST_TOT
+                && let Some(o) = t.oldest()
+            {
+                t.entries.swap_remove(o);
             }
             let mut stamps = vec![0; t.nstamps_mask + 1];
             stamps[0] = now;
-            t.entries.push(Entry { addr: a, family: ctx.family, ttl, index: 1, nstamps: 1, stamps, lru: 0 });
+            t.entries.push(Entry {
+                addr: a,
+                family: ctx.family,
+                ttl,
+                index: 1,
+                nstamps: 1,
+                stamps,
+                lru: 0,
+            });
             let last = t.entries.len() - 1;
             t.touch(last);
             return !ret;
@@ -173,11 +189,11 @@ impl RecentMatch {
                 }
             }
         }
-        if self.check_set & check::SET != 0 || (self.check_set & check::UPDATE != 0 && ret) {
-            if let Some(i) = t.find(a, ctx.family, look_ttl) {
-                t.update(i, now);
-                t.entries[i].ttl = ttl;
-            }
+        if (self.check_set & check::SET != 0 || (self.check_set & check::UPDATE != 0 && ret))
+            && let Some(i) = t.find(a, ctx.family, look_ttl)
+        {
+            t.update(i, now);
+            t.entries[i].ttl = ttl;
         }
         ret
     }
@@ -210,7 +226,11 @@ impl RecentMatch {
         if self.check_set & check::TTL != 0 {
             s += " TTL-Match";
         }
-        s += &format!(" name: {} side: {}", self.name, if self.dest { "dest" } else { "source" });
+        s += &format!(
+            " name: {} side: {}",
+            self.name,
+            if self.dest { "dest" } else { "source" }
+        );
         s
     }
 }
@@ -281,8 +301,17 @@ impl MatchExt for RecentExt {
             6 => m.hit_count = parse_uint("--hitcount", arg, 0, u32::MAX as u64)? as u32,
             7 => m.check_set |= check::TTL,
             8 => {
-                if arg.is_empty() || arg.len() >= 200 || arg.contains('/') || arg == "." || arg == ".." {
-                    return Err(Fail::bad("--name", arg, "a list name of 1 to 199 characters without '/'"));
+                if arg.is_empty()
+                    || arg.len() >= 200
+                    || arg.contains('/')
+                    || arg == "."
+                    || arg == ".."
+                {
+                    return Err(Fail::bad(
+                        "--name",
+                        arg,
+                        "a list name of 1 to 199 characters without '/'",
+                    ));
                 }
                 m.name = arg.to_string();
             }
@@ -307,7 +336,9 @@ impl MatchExt for RecentExt {
             ));
         }
         if m.check_set & check::REAP != 0 && m.seconds == 0 {
-            return Err(Fail::invalid("recent: option \"--reap\" also requires \"--seconds\"."));
+            return Err(Fail::invalid(
+                "recent: option \"--reap\" also requires \"--seconds\".",
+            ));
         }
         if m.check_set & (check::SET | check::REMOVE) != 0
             && (m.seconds != 0 || m.hit_count != 0 || m.check_set & (check::TTL | check::REAP) != 0)

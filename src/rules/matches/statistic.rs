@@ -5,7 +5,7 @@
 //! `get_random_u32()`, so only the proportion, not the choice of packets,
 //! can agree with a real run.
 
-use super::{parse_uint, Fail, Match, MatchExt, Opt, ParseCtx, SlotState};
+use super::{Fail, Match, MatchExt, Opt, ParseCtx, SlotState, parse_uint};
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum StatMode {
@@ -35,7 +35,9 @@ pub struct RandomState {
 impl RandomState {
     /// A generator seeded from the rule's slot number.
     pub fn seeded(slot: usize) -> Self {
-        RandomState { state: 0x5eed_c75e_0000_0000 ^ slot as u64 }
+        RandomState {
+            state: 0x5eed_c75e_0000_0000 ^ slot as u64,
+        }
     }
     fn next_u32(&mut self) -> u32 {
         self.state = self.state.wrapping_add(0x9e37_79b9_7f4a_7c15);
@@ -50,7 +52,9 @@ impl StatisticMatch {
     /// The state a fresh rule starts with.
     pub fn initial_state(&self) -> SlotState {
         match self.mode {
-            StatMode::Nth { every, packet } => SlotState::Nth(NthState { count: every - 1 - packet }),
+            StatMode::Nth { every, packet } => SlotState::Nth(NthState {
+                count: every - 1 - packet,
+            }),
             StatMode::Random { .. } => SlotState::Random(RandomState::seeded(self.slot)),
         }
     }
@@ -92,7 +96,12 @@ pub(crate) struct StatisticExt {
     packet: Option<u32>,
 }
 
-const STAT_OPTS: &[Opt] = &[Opt::arg("mode"), Opt::inv("probability"), Opt::inv("every"), Opt::arg("packet")];
+const STAT_OPTS: &[Opt] = &[
+    Opt::arg("mode"),
+    Opt::inv("probability"),
+    Opt::inv("every"),
+    Opt::arg("packet"),
+];
 
 impl MatchExt for StatisticExt {
     fn name(&self) -> &'static str {
@@ -125,30 +134,48 @@ impl MatchExt for StatisticExt {
     }
     fn finish(&mut self, _pc: &ParseCtx) -> Result<Match, Fail> {
         let Some(random) = self.mode else {
-            return Err(Fail::invalid("statistic: option \"--mode\" must be specified"));
+            return Err(Fail::invalid(
+                "statistic: option \"--mode\" must be specified",
+            ));
         };
         if random {
             if self.every.is_some() || self.packet.is_some() {
-                return Err(Fail::invalid("statistic: --every and --packet go with --mode nth"));
+                return Err(Fail::invalid(
+                    "statistic: --every and --packet go with --mode nth",
+                ));
             }
             let Some((probability, inv)) = self.prob else {
-                return Err(Fail::invalid("statistic: --mode random needs --probability"));
+                return Err(Fail::invalid(
+                    "statistic: --mode random needs --probability",
+                ));
             };
-            return Ok(Match::Statistic(StatisticMatch { mode: StatMode::Random { probability }, inv, slot: 0 }));
+            return Ok(Match::Statistic(StatisticMatch {
+                mode: StatMode::Random { probability },
+                inv,
+                slot: 0,
+            }));
         }
         if self.prob.is_some() {
-            return Err(Fail::invalid("statistic: --probability goes with --mode random"));
+            return Err(Fail::invalid(
+                "statistic: --probability goes with --mode random",
+            ));
         }
         let Some((every, inv)) = self.every else {
             return Err(Fail::invalid("statistic: --mode nth needs --every"));
         };
         let Some(packet) = self.packet else {
-            return Err(Fail::invalid("statistic: option \"--every\" also requires \"--packet\"."));
+            return Err(Fail::invalid(
+                "statistic: option \"--every\" also requires \"--packet\".",
+            ));
         };
         if packet > every - 1 {
             return Err(Fail::invalid("the --packet p must be 0 <= p <= n-1"));
         }
-        Ok(Match::Statistic(StatisticMatch { mode: StatMode::Nth { every, packet }, inv, slot: 0 }))
+        Ok(Match::Statistic(StatisticMatch {
+            mode: StatMode::Nth { every, packet },
+            inv,
+            slot: 0,
+        }))
     }
 }
 
@@ -163,17 +190,44 @@ mod tests {
 
     #[test]
     fn nth_matches_packet_p_of_every_n() {
-        let m = StatisticMatch { mode: StatMode::Nth { every: 3, packet: 0 }, inv: false, slot: 0 };
+        let m = StatisticMatch {
+            mode: StatMode::Nth {
+                every: 3,
+                packet: 0,
+            },
+            inv: false,
+            slot: 0,
+        };
         assert_eq!(run(&m, 7), [true, false, false, true, false, false, true]);
-        let m = StatisticMatch { mode: StatMode::Nth { every: 3, packet: 2 }, inv: false, slot: 0 };
+        let m = StatisticMatch {
+            mode: StatMode::Nth {
+                every: 3,
+                packet: 2,
+            },
+            inv: false,
+            slot: 0,
+        };
         assert_eq!(run(&m, 6), [false, false, true, false, false, true]);
-        let m = StatisticMatch { mode: StatMode::Nth { every: 1, packet: 0 }, inv: true, slot: 0 };
+        let m = StatisticMatch {
+            mode: StatMode::Nth {
+                every: 1,
+                packet: 0,
+            },
+            inv: true,
+            slot: 0,
+        };
         assert_eq!(run(&m, 3), [false, false, false]);
     }
 
     #[test]
     fn random_is_deterministic_and_proportional() {
-        let m = StatisticMatch { mode: StatMode::Random { probability: 1 << 30 }, inv: false, slot: 4 };
+        let m = StatisticMatch {
+            mode: StatMode::Random {
+                probability: 1 << 30,
+            },
+            inv: false,
+            slot: 4,
+        };
         let a = run(&m, 10000);
         assert_eq!(a, run(&m, 10000));
         let hits = a.iter().filter(|b| **b).count();
