@@ -16,9 +16,9 @@ pub mod capture;
 pub mod conntrack;
 pub mod netfilter;
 pub mod oracle;
-#[cfg(feature = "replay")]
 pub mod pipeline;
 pub mod report;
+pub mod rules;
 pub mod synth;
 pub mod time;
 pub mod wire;

@@ -1,0 +1,101 @@
+//! Service names iptables resolves through `/etc/services` for ports.
+//!
+//! ctsim does not read the machine's `/etc/services` (the result would
+//! depend on where it runs); it carries the names of the Debian `netbase`
+//! file that rule files commonly use. Unknown names are refused with a hint
+//! to write the number.
+
+/// (name, port, tcp, udp)
+const SERVICES: &[(&str, u16, bool, bool)] = &[
+    ("tcpmux", 1, true, false),
+    ("echo", 7, true, true),
+    ("discard", 9, true, true),
+    ("daytime", 13, true, true),
+    ("ftp-data", 20, true, false),
+    ("ftp", 21, true, false),
+    ("ssh", 22, true, false),
+    ("telnet", 23, true, false),
+    ("smtp", 25, true, false),
+    ("time", 37, true, true),
+    ("whois", 43, true, false),
+    ("tacacs", 49, true, true),
+    ("domain", 53, true, true),
+    ("bootps", 67, false, true),
+    ("bootpc", 68, false, true),
+    ("tftp", 69, false, true),
+    ("gopher", 70, true, false),
+    ("finger", 79, true, false),
+    ("http", 80, true, false),
+    ("www", 80, true, false),
+    ("kerberos", 88, true, true),
+    ("pop3", 110, true, false),
+    ("sunrpc", 111, true, true),
+    ("auth", 113, true, false),
+    ("ident", 113, true, false),
+    ("nntp", 119, true, false),
+    ("ntp", 123, false, true),
+    ("epmap", 135, true, false),
+    ("netbios-ns", 137, false, true),
+    ("netbios-dgm", 138, false, true),
+    ("netbios-ssn", 139, true, false),
+    ("imap2", 143, true, false),
+    ("imap", 143, true, false),
+    ("snmp", 161, true, true),
+    ("snmp-trap", 162, true, true),
+    ("bgp", 179, true, false),
+    ("irc", 194, true, false),
+    ("ldap", 389, true, true),
+    ("https", 443, true, true),
+    ("microsoft-ds", 445, true, false),
+    ("kpasswd", 464, true, true),
+    ("submissions", 465, true, false),
+    ("isakmp", 500, false, true),
+    ("exec", 512, true, false),
+    ("biff", 512, false, true),
+    ("login", 513, true, false),
+    ("who", 513, false, true),
+    ("shell", 514, true, false),
+    ("syslog", 514, false, true),
+    ("printer", 515, true, false),
+    ("route", 520, false, true),
+    ("ntalk", 518, false, true),
+    ("submission", 587, true, false),
+    ("ldaps", 636, true, true),
+    ("rsync", 873, true, false),
+    ("ftps-data", 989, true, false),
+    ("ftps", 990, true, false),
+    ("telnets", 992, true, false),
+    ("imaps", 993, true, false),
+    ("pop3s", 995, true, false),
+    ("socks", 1080, true, false),
+    ("openvpn", 1194, true, true),
+    ("ms-sql-s", 1433, true, false),
+    ("ms-sql-m", 1434, true, false),
+    ("l2f", 1701, false, true),
+    ("radius", 1812, true, true),
+    ("radius-acct", 1813, true, true),
+    ("nfs", 2049, true, true),
+    ("mysql", 3306, true, false),
+    ("ms-wbt-server", 3389, true, false),
+    ("svn", 3690, true, false),
+    ("ipsec-nat-t", 4500, false, true),
+    ("sip", 5060, true, true),
+    ("sip-tls", 5061, true, true),
+    ("xmpp-client", 5222, true, false),
+    ("xmpp-server", 5269, true, false),
+    ("postgresql", 5432, true, false),
+    ("x11", 6000, true, false),
+    ("http-alt", 8080, true, false),
+];
+
+/// Looks up a service name for a protocol (`None` protocol: either).
+pub(crate) fn port_by_name(name: &str, proto: Option<u8>) -> Option<u16> {
+    SERVICES.iter().find_map(|&(n, port, tcp, udp)| {
+        let ok = match proto {
+            Some(6) => tcp,
+            Some(17) => udp,
+            _ => tcp || udp,
+        };
+        (ok && n == name).then_some(port)
+    })
+}
