@@ -1048,7 +1048,10 @@ pub fn ipv4_fragments() -> Result<Script, SynthError> {
         fragment(&pkt.build()?, 1480, 0)
     };
     let f1 = d(0x1001)?;
-    s.send_datagram(&f1[0], "NEW · fragment 1/3: held by defrag, shares the verdict of the reassembled datagram")?;
+    s.send_datagram(
+        &f1[0],
+        "NEW · fragment 1/3: held by defrag, shares the verdict of the reassembled datagram",
+    )?;
     s.send_datagram(&f1[1], "NEW · fragment 2/3: held")?;
     s.send_datagram(
         &f1[2],
@@ -1063,7 +1066,10 @@ pub fn ipv4_fragments() -> Result<Script, SynthError> {
     s.send_datagram(&f2[1], "ESTABLISHED · fragment 2/3: held")?;
     s.send_datagram(&f2[0], "ESTABLISHED · fragment 1/3 completes the datagram")?;
     let f3 = d(0x1003)?;
-    s.send_datagram(&f3[0], "no verdict · fragment 1/3 held; fragment 2 never comes")?;
+    s.send_datagram(
+        &f3[0],
+        "no verdict · fragment 1/3 held; fragment 2 never comes",
+    )?;
     s.send_datagram(
         &f3[2],
         "no verdict · fragment 3/3 held; the incomplete datagram is dropped after 30 s",
@@ -1078,7 +1084,10 @@ pub fn ipv6_fragments() -> Result<Script, SynthError> {
         .payload(&data)
         .build()?;
     let f1 = fragment(&pkt, 1232, 0x6001)?;
-    s.send_datagram(&f1[0], "NEW · fragment 1/2: held by defrag, shares the verdict of the reassembled datagram")?;
+    s.send_datagram(
+        &f1[0],
+        "NEW · fragment 1/2: held by defrag, shares the verdict of the reassembled datagram",
+    )?;
     s.send_datagram(&f1[1], "NEW · fragment 2/2 completes the datagram")?;
     s.send(
         &Pkt::udp((SERVER6, CLIENT6), 5000, 40401).payload(b"ack"),
@@ -1204,7 +1213,10 @@ pub fn ttl1_forward() -> Result<Script, SynthError> {
     s.send(&probe(64), "NEW · same probe with TTL 64 reaches FORWARD")?;
     s.wait_ms(5);
     let f = v4flow(40901, 443).with_ttl(1);
-    s.send(&f.seg(C, flags::S), "NEW in PREROUTING only · TCP SYN with TTL 1")?;
+    s.send(
+        &f.seg(C, flags::S),
+        "NEW in PREROUTING only · TCP SYN with TTL 1",
+    )?;
     let g = v4flow(40901, 443);
     s.send(&g.seg(C, flags::S), "NEW · the SYN with TTL 64")?;
     Ok(s)
