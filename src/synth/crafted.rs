@@ -1303,7 +1303,8 @@ third-party router **10.9.3.1** / **fd00:9:3::1**, client-side gateway 10.9.1.1.
 Each scenario uses its own client ports (40001 upwards), so files can be merged.
 
 **Default replay:** forward mode, the firewall routing between the client side
-(`--inside 10.9.1.0/24 fd00:9:1::/48`) and everything else, accept-all rules,
+(`--inside 10.9.1.0/24 fd00:9:1::/48`; for `ctsim-kernel`:
+`--iface eth1=10.9.1.0/24 --iface eth1=fd00:9:1::/48`) and everything else, accept-all rules,
 default sysctls. Host mode with `--local 10.9.2.2 fd00:9:2::2` gives the same
 conntrack states (packets to the server in INPUT, from it in OUTPUT), except
 that checksums are checked only on received packets (PREROUTING) and the
@@ -1316,7 +1317,8 @@ real kernel (Linux 6.18) with the `ctsim-kernel` oracle (oracle branch,
 commit df59495; forward mode, accept-all, `--realtime` for the files with
 gaps, and the sysctls named under *Replay*): all agree, except the snapped
 records of `truncated_record`, which no kernel replay can reproduce (see
-there). Timeouts were not checked by the oracle; they come from the digest. Before the `·`: the ctstate the filter table sees (`ESTABLISHED (reply)`
+there). Timeouts were not checked by the oracle; they come from the digest.
+ Before the `·`: the ctstate the filter table sees (`ESTABLISHED (reply)`
 is ESTABLISHED seen in the reply direction). After it: the conntrack state,
 status and timeout the packet leaves, where relevant. `INVALID` packets never
 change an entry. \"no verdict\" means no netfilter hook sees the packet at all.
