@@ -1318,7 +1318,7 @@ commit df59495; forward mode, accept-all, `--realtime` for the files with
 gaps, and the sysctls named under *Replay*): all agree, except the snapped
 records of `truncated_record`, which no kernel replay can reproduce (see
 there). Timeouts were not checked by the oracle; they come from the digest.
- Before the `·`: the ctstate the filter table sees (`ESTABLISHED (reply)`
+Before the `·`: the ctstate the filter table sees (`ESTABLISHED (reply)`
 is ESTABLISHED seen in the reply direction). After it: the conntrack state,
 status and timeout the packet leaves, where relevant. `INVALID` packets never
 change an entry. \"no verdict\" means no netfilter hook sees the packet at all.
