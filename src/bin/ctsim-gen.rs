@@ -166,7 +166,7 @@ fn run(cli: Cli) -> Result<()> {
                 let file = fs::File::create(&out)
                     .with_context(|| format!("creating {}", out.display()))?;
                 let (stats, w) = bench::generate(&cfg, BufWriter::with_capacity(1 << 20, file))?;
-                w.into_inner().map_err(|e| e.into_error())?.sync_all()?;
+                w.into_inner().map_err(|e| e.into_error())?;
                 stats
             };
             let secs = t0.elapsed().as_secs_f64();

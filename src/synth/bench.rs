@@ -21,6 +21,7 @@ use std::io::Write;
 use std::net::{Ipv4Addr, Ipv6Addr};
 
 use crate::synth::SynthError;
+use crate::synth::csum::SliceSums;
 use crate::synth::flow::{Side, SynOptions, TcpFlow};
 use crate::synth::packet::{self, IpPair, Pkt, arp, ethertype, flags, icmp, icmp6, mac_for};
 use crate::synth::pcap::{PcapWriter, TsPrecision};
@@ -78,12 +79,13 @@ pub fn generate<W: Write>(cfg: &BenchConfig, out: W) -> Result<(BenchStats, W), 
     let mut rng = Rng::new(cfg.seed);
     let mut pattern = vec![0u8; PATTERN_LEN];
     rng.fill(&mut pattern);
+    let sums = SliceSums::new(&pattern);
     let mut generator = BenchGen::new(cfg, rng);
     let mut w = PcapWriter::new(out, cfg.link.linktype(), cfg.precision, 65535)?;
     let mut hdr: Vec<u8> = Vec::with_capacity(256);
     for _ in 0..cfg.packets {
         hdr.clear();
-        let (ts, payload, pad) = generator.next_into(&pattern, &mut hdr)?;
+        let (ts, payload, pad) = generator.next_into(&pattern, &sums, &mut hdr)?;
         let len = hdr.len() + payload.len() + pad;
         w.write_parts(ts, &[&hdr, payload, &ZEROS[..pad]], len as u32)?;
         generator.stats.packets += 1;
@@ -331,6 +333,7 @@ impl BenchGen {
     fn next_into<'p>(
         &mut self,
         pattern: &'p [u8],
+        sums: &SliceSums,
         hdr: &mut Vec<u8>,
     ) -> Result<(Timestamp, &'p [u8], usize), SynthError> {
         let i = self.rng.below(self.slots.len() as u64) as usize;
@@ -357,7 +360,12 @@ impl BenchGen {
             }
             Emit::Ip(p) => {
                 self.link_header(hdr, &p);
-                p.build_headers_into(hdr)?;
+                let sum = pattern_offset(pattern, p.payload)
+                    .and_then(|off| sums.slice_sum(pattern, off, p.payload.len()));
+                match sum {
+                    Some(sum) => p.build_headers_with_payload_sum(hdr, sum)?,
+                    None => p.build_headers_into(hdr)?,
+                }
                 let pad = self.pad(hdr.len() - frame_start + p.payload.len());
                 Ok((ts, p.payload, pad))
             }
@@ -392,11 +400,21 @@ impl BenchGen {
     }
 }
 
-/// A payload of `len` bytes from the shared pattern, at a random offset.
+/// A payload of `len` bytes from the shared pattern, at a random even
+/// offset (so [`SliceSums`] can give its checksum sum).
 fn slice<'p>(rng: &mut Rng, pattern: &'p [u8], len: usize) -> &'p [u8] {
     let len = len.min(pattern.len());
-    let off = rng.below((pattern.len() - len + 1) as u64) as usize;
+    let off = rng.below(((pattern.len() - len) / 2 + 1) as u64) as usize * 2;
     &pattern[off..off + len]
+}
+
+/// Where `payload` starts inside `pattern`, if it is a slice of it. Only
+/// addresses are compared; nothing is dereferenced.
+fn pattern_offset(pattern: &[u8], payload: &[u8]) -> Option<usize> {
+    let start = pattern.as_ptr() as usize;
+    let p = payload.as_ptr() as usize;
+    let off = p.checked_sub(start)?;
+    (off + payload.len() <= pattern.len()).then_some(off)
 }
 
 /// Advances one conversation by one packet.

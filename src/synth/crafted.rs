@@ -1048,7 +1048,10 @@ pub fn ipv4_fragments() -> Result<Script, SynthError> {
         fragment(&pkt.build()?, 1480, 0)
     };
     let f1 = d(0x1001)?;
-    s.send_datagram(&f1[0], "NEW · fragment 1/3: held by defrag, shares the verdict of the reassembled datagram")?;
+    s.send_datagram(
+        &f1[0],
+        "NEW · fragment 1/3: held by defrag, shares the verdict of the reassembled datagram",
+    )?;
     s.send_datagram(&f1[1], "NEW · fragment 2/3: held")?;
     s.send_datagram(
         &f1[2],
@@ -1063,7 +1066,10 @@ pub fn ipv4_fragments() -> Result<Script, SynthError> {
     s.send_datagram(&f2[1], "ESTABLISHED · fragment 2/3: held")?;
     s.send_datagram(&f2[0], "ESTABLISHED · fragment 1/3 completes the datagram")?;
     let f3 = d(0x1003)?;
-    s.send_datagram(&f3[0], "no verdict · fragment 1/3 held; fragment 2 never comes")?;
+    s.send_datagram(
+        &f3[0],
+        "no verdict · fragment 1/3 held; fragment 2 never comes",
+    )?;
     s.send_datagram(
         &f3[2],
         "no verdict · fragment 3/3 held; the incomplete datagram is dropped after 30 s",
@@ -1078,7 +1084,10 @@ pub fn ipv6_fragments() -> Result<Script, SynthError> {
         .payload(&data)
         .build()?;
     let f1 = fragment(&pkt, 1232, 0x6001)?;
-    s.send_datagram(&f1[0], "NEW · fragment 1/2: held by defrag, shares the verdict of the reassembled datagram")?;
+    s.send_datagram(
+        &f1[0],
+        "NEW · fragment 1/2: held by defrag, shares the verdict of the reassembled datagram",
+    )?;
     s.send_datagram(&f1[1], "NEW · fragment 2/2 completes the datagram")?;
     s.send(
         &Pkt::udp((SERVER6, CLIENT6), 5000, 40401).payload(b"ack"),
@@ -1204,7 +1213,10 @@ pub fn ttl1_forward() -> Result<Script, SynthError> {
     s.send(&probe(64), "NEW · same probe with TTL 64 reaches FORWARD")?;
     s.wait_ms(5);
     let f = v4flow(40901, 443).with_ttl(1);
-    s.send(&f.seg(C, flags::S), "NEW in PREROUTING only · TCP SYN with TTL 1")?;
+    s.send(
+        &f.seg(C, flags::S),
+        "NEW in PREROUTING only · TCP SYN with TTL 1",
+    )?;
     let g = v4flow(40901, 443);
     s.send(&g.seg(C, flags::S), "NEW · the SYN with TTL 64")?;
     Ok(s)
@@ -1291,7 +1303,8 @@ third-party router **10.9.3.1** / **fd00:9:3::1**, client-side gateway 10.9.1.1.
 Each scenario uses its own client ports (40001 upwards), so files can be merged.
 
 **Default replay:** forward mode, the firewall routing between the client side
-(`--inside 10.9.1.0/24 fd00:9:1::/48`) and everything else, accept-all rules,
+(`--inside 10.9.1.0/24 fd00:9:1::/48`; for `ctsim-kernel`:
+`--iface eth1=10.9.1.0/24 --iface eth1=fd00:9:1::/48`) and everything else, accept-all rules,
 default sysctls. Host mode with `--local 10.9.2.2 fd00:9:2::2` gives the same
 conntrack states (packets to the server in INPUT, from it in OUTPUT), except
 that checksums are checked only on received packets (PREROUTING) and the
@@ -1304,7 +1317,8 @@ real kernel (Linux 6.18) with the `ctsim-kernel` oracle (oracle branch,
 commit df59495; forward mode, accept-all, `--realtime` for the files with
 gaps, and the sysctls named under *Replay*): all agree, except the snapped
 records of `truncated_record`, which no kernel replay can reproduce (see
-there). Timeouts were not checked by the oracle; they come from the digest. Before the `·`: the ctstate the filter table sees (`ESTABLISHED (reply)`
+there). Timeouts were not checked by the oracle; they come from the digest.
+Before the `·`: the ctstate the filter table sees (`ESTABLISHED (reply)`
 is ESTABLISHED seen in the reply direction). After it: the conntrack state,
 status and timeout the packet leaves, where relevant. `INVALID` packets never
 change an entry. \"no verdict\" means no netfilter hook sees the packet at all.

@@ -522,6 +522,21 @@ impl<'a> Pkt<'a> {
     /// it after the headers (the benchmark generator does, from a shared
     /// buffer, without copying it).
     pub fn build_headers_into(&self, out: &mut Vec<u8>) -> Result<(), SynthError> {
+        self.headers_into(out, None)
+    }
+
+    /// As [`Pkt::build_headers_into`], with the payload's checksum sum
+    /// supplied by the caller (from [`SliceSums`](crate::synth::csum::SliceSums))
+    /// instead of read from the payload.
+    pub fn build_headers_with_payload_sum(
+        &self,
+        out: &mut Vec<u8>,
+        payload_sum: Sum,
+    ) -> Result<(), SynthError> {
+        self.headers_into(out, Some(payload_sum))
+    }
+
+    fn headers_into(&self, out: &mut Vec<u8>, payload_sum: Option<Sum>) -> Result<(), SynthError> {
         if let L4Spec::Tcp { opts, .. } = &self.l4
             && opts.overflow
         {
@@ -618,10 +633,14 @@ impl<'a> Pkt<'a> {
                 (L4Spec::Icmp { .. }, Family::Ipv4) => Sum::new(),
                 _ => self.ips.pseudo_sum(proto, l4_len as u32),
             };
-            let mut c = base
-                .add_bytes(&out[l4_start..])
-                .add_bytes(self.payload)
-                .finish();
+            let hdr = base.add_bytes(&out[l4_start..]);
+            // Every L4 header has an even length, so the payload's words stay
+            // aligned and a sum computed for it alone can be added as is.
+            let mut c = match payload_sum {
+                Some(ps) => hdr.add_sum(ps),
+                None => hdr.add_bytes(self.payload),
+            }
+            .finish();
             if let L4Spec::Udp { .. } = self.l4 {
                 // UDP sends an all-ones checksum for a computed zero (RFC 768).
                 if c == 0 {
