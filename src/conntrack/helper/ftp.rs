@@ -923,4 +923,103 @@ mod tests {
         assert_eq!(s.send(Dir::Original, b""), (ACCEPT, vec![]));
         assert_eq!(s.conn.help, before);
     }
+    /// Builds an IPv4/TCP datagram (checksums left zero: the hook is told
+    /// they are unverifiable).
+    fn tcp4(
+        src: [u8; 4],
+        dst: [u8; 4],
+        ports: (u16, u16),
+        seq: u32,
+        ack: u32,
+        flags: u8,
+        data: &[u8],
+    ) -> Vec<u8> {
+        let mut b = vec![0u8; 40];
+        b[0] = 0x45;
+        b[2..4].copy_from_slice(&((40 + data.len()) as u16).to_be_bytes());
+        b[8] = 64;
+        b[9] = ipproto::TCP;
+        b[12..16].copy_from_slice(&src);
+        b[16..20].copy_from_slice(&dst);
+        let sum = (0..10).fold(0u32, |a, i| {
+            a + u32::from(u16::from_be_bytes([b[2 * i], b[2 * i + 1]]))
+        });
+        let sum = !((sum & 0xffff) + (sum >> 16)) as u16;
+        b[10..12].copy_from_slice(&sum.to_be_bytes());
+        b[20..22].copy_from_slice(&ports.0.to_be_bytes());
+        b[22..24].copy_from_slice(&ports.1.to_be_bytes());
+        b[24..28].copy_from_slice(&seq.to_be_bytes());
+        b[28..32].copy_from_slice(&ack.to_be_bytes());
+        b[32] = 5 << 4;
+        b[33] = flags;
+        b[34..36].copy_from_slice(&65535u16.to_be_bytes());
+        b.extend_from_slice(data);
+        b
+    }
+
+    #[test]
+    fn data_connection_is_related_through_conntrack() {
+        use crate::conntrack::{Conntrack, CtHook, HookInput, Sysctls};
+        use crate::wire::{LinkInfo, decode_ip};
+        let (c, s) = ([10, 0, 1, 2], [10, 0, 2, 2]);
+        let mut ct = Conntrack::new(Sysctls::default(), false);
+        let (a, p, sy) = (tcpflag::ACK, tcpflag::PSH, tcpflag::SYN);
+        let steps: [(bool, u32, u32, u8, &[u8], CtState); 6] = [
+            (true, 1000, 0, sy, b"", CtState::New),
+            (false, 9000, 1001, sy | a, b"", CtState::Established),
+            (true, 1001, 9001, a, b"", CtState::Established),
+            (
+                false,
+                9001,
+                1001,
+                a | p,
+                b"220 hi\r\n",
+                CtState::Established,
+            ),
+            (true, 1001, 9009, a | p, b"USER a\r\n", CtState::Established),
+            (
+                true,
+                1009,
+                9009,
+                a | p,
+                b"PORT 10,0,1,2,4,1\r\n",
+                CtState::Established,
+            ),
+        ];
+        for (i, (from_client, seq, ack, flags, data, want)) in steps.into_iter().enumerate() {
+            let bytes = if from_client {
+                tcp4(c, s, (40000, 21), seq, ack, flags, data)
+            } else {
+                tcp4(s, c, (21, 40000), seq, ack, flags, data)
+            };
+            let pkt = decode_ip(&bytes, LinkInfo::default()).unwrap();
+            let inp = HookInput {
+                hook: CtHook::Prerouting,
+                now: NOW,
+                packet: i as u64,
+                helper: Some(HelperKind::Ftp),
+                l4_csum_ok: None,
+            };
+            let res = ct.packet_in(&pkt, &inp);
+            assert_eq!(res.state, want, "packet {i}");
+            ct.confirm(&res, &pkt, &inp).unwrap();
+        }
+        let exps: Vec<_> = ct.expectations().iter().cloned().collect();
+        assert_eq!(exps.len(), 1);
+        assert_eq!(exps[0].tuple.dport, 1025);
+        // The server's data SYN from port 20 is RELATED.
+        let bytes = tcp4(s, c, (20, 1025), 5000, 0, sy, b"");
+        let pkt = decode_ip(&bytes, LinkInfo::default()).unwrap();
+        let inp = HookInput {
+            hook: CtHook::Prerouting,
+            now: NOW,
+            packet: 9,
+            helper: None,
+            l4_csum_ok: None,
+        };
+        let res = ct.packet_in(&pkt, &inp);
+        assert_eq!(res.state, CtState::Related);
+        ct.confirm(&res, &pkt, &inp).unwrap();
+        assert!(ct.expectations().is_empty());
+    }
 }
