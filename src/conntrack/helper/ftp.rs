@@ -964,7 +964,9 @@ mod tests {
         let (c, s) = ([10, 0, 1, 2], [10, 0, 2, 2]);
         let mut ct = Conntrack::new(Sysctls::default(), false);
         let (a, p, sy) = (tcpflag::ACK, tcpflag::PSH, tcpflag::SYN);
-        let steps: [(bool, u32, u32, u8, &[u8], CtState); 6] = [
+        // (from client, seq, ack, flags, payload, state conntrack gives)
+        type Step = (bool, u32, u32, u8, &'static [u8], CtState);
+        let steps: [Step; 6] = [
             (true, 1000, 0, sy, b"", CtState::New),
             (false, 9000, 1001, sy | a, b"", CtState::Established),
             (true, 1001, 9001, a, b"", CtState::Established),
