@@ -45,6 +45,11 @@ impl Hook {
     pub fn from_chain_name(n: &str) -> Option<Hook> {
         Hook::ALL.into_iter().find(|h| h.chain_name() == n)
     }
+
+    /// Bit for hook masks (`1 << NF_INET_*`).
+    pub fn bit(self) -> u8 {
+        1 << (self as u8)
+    }
 }
 
 /// The hooks a packet entered, in order (at most three).

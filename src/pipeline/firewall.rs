@@ -8,14 +8,20 @@
 //! puts them back in order.
 
 use crate::capture::Frame;
-use crate::conntrack::defrag::{Defrag, DefragOutcome};
-use crate::conntrack::{self, Conntrack, CtHook, CtRef, CtResult, CtState, HelperKind, HookInput, Sysctls};
+use crate::conntrack::defrag::{Defrag, DefragOutcome, DefragTimeouts};
+use crate::conntrack::{
+    self, Conntrack, CtHook, CtRef, CtResult, CtState, HelperKind, HookInput, Sysctls,
+};
 use crate::netfilter::{Hook, Path, RouteDrop, Topology};
 use crate::report::{Notes, Row, RowPacket, RowVerdict};
-use crate::rules::{CtAction, Decision, EvalCtx, RuleState, Ruleset, TableId, Verdict};
+use crate::rules::matches::meta::addrtype;
+use crate::rules::{
+    CtAction, CtTupleView, CtView, Decision, EvalCtx, RuleRef, RuleState, Ruleset, TableId, Verdict,
+};
 use crate::time::{Clock, Timestamp};
-use crate::wire::{self, DecodeError, L4, Packet, PktType};
+use crate::wire::{self, DecodeError, L4, Packet};
 use rustc_hash::FxHashMap;
+use std::net::IpAddr;
 use std::sync::Arc;
 
 /// Options that shape the simulation.
@@ -39,16 +45,17 @@ pub struct Firewall<'r> {
     clock: Clock,
     /// Rows of fragments waiting for their datagram, by capture index.
     held: FxHashMap<u64, Row>,
-    labels: FxHashMap<crate::rules::RuleRef, Arc<str>>,
+    /// Rendered rule names, keyed by (table, chain name address, number).
+    labels: FxHashMap<(TableId, usize, Option<u32>), Arc<str>>,
     implicit: [Arc<str>; 3],
     pub bad_l4_checksums: u64,
     pub checked_l4_checksums: u64,
 }
 
 /// Where a walk ended.
-struct Walk {
+struct Walk<'r> {
     verdict: RowVerdict,
-    rule: Option<crate::rules::RuleRef>,
+    rule: Option<RuleRef<'r>>,
 }
 
 impl<'r> Firewall<'r> {
@@ -57,12 +64,16 @@ impl<'r> Firewall<'r> {
             rules,
             cfg,
             ct: Conntrack::new(cfg.sysctls.clone(), cfg.trace),
-            rule_state: RuleState::new(rules),
+            rule_state: rules.new_state(),
             defrag: Defrag::new(),
             clock: Clock::default(),
             held: FxHashMap::default(),
             labels: FxHashMap::default(),
-            implicit: [Arc::from("filter:INPUT:policy"), Arc::from("filter:FORWARD:policy"), Arc::from("filter:OUTPUT:policy")],
+            implicit: [
+                Arc::from("filter:INPUT:policy"),
+                Arc::from("filter:FORWARD:policy"),
+                Arc::from("filter:OUTPUT:policy"),
+            ],
             bad_l4_checksums: 0,
             checked_l4_checksums: 0,
         }
@@ -76,17 +87,25 @@ impl<'r> Firewall<'r> {
         }
     }
 
-    fn label(&mut self, r: crate::rules::RuleRef) -> Arc<str> {
-        let rules = self.rules;
-        self.labels.entry(r).or_insert_with(|| Arc::from(rules.rule_label(&r).as_str())).clone()
+    fn label(&mut self, r: RuleRef<'_>) -> Arc<str> {
+        self.labels
+            .entry((r.table, r.chain.as_ptr() as usize, r.num))
+            .or_insert_with(|| Arc::from(r.to_string().as_str()))
+            .clone()
     }
 
     /// Processes one capture frame; finished rows go to `emit` (possibly
     /// several, for a completed fragment set, or none, for a held fragment).
-    pub fn process(&mut self, frame: &Frame<'_>, iface_name: Option<&str>, emit: &mut impl FnMut(Row)) {
+    pub fn process(
+        &mut self,
+        frame: &Frame<'_>,
+        iface_name: Option<&str>,
+        emit: &mut impl FnMut(Row),
+    ) {
         let now = self.clock.advance(frame.ts);
         self.ct.sweep(now, frame.index);
-        for exp in self.defrag.expire(now, &self.cfg.sysctls) {
+        let timeouts = DefragTimeouts::from(&self.cfg.sysctls);
+        for exp in self.defrag.expire(now, timeouts) {
             for idx in exp.fragments {
                 if let Some(mut row) = self.held.remove(&idx) {
                     row.verdict = RowVerdict::Defrag;
@@ -127,16 +146,23 @@ impl<'r> Firewall<'r> {
             emit(row);
             return;
         }
-        if pkt.frag.is_some_and(|f| !f.is_atomic()) {
+        if pkt.frag.is_some() {
             row.notes.set(Notes::FRAGMENT);
-            match self.defrag.push(&pkt, frame.index, now, &self.cfg.sysctls) {
-                DefragOutcome::Held => {
+            match self.defrag.push(&pkt, frame.index, now, timeouts) {
+                DefragOutcome::Held { discarded } => {
                     self.held.insert(frame.index, row);
+                    for idx in discarded {
+                        if let Some(mut r) = self.held.remove(&idx) {
+                            r.verdict = RowVerdict::Defrag;
+                            r.notes.set(Notes::DEFRAG_DROPPED);
+                            emit(r);
+                        }
+                    }
                 }
-                DefragOutcome::Dropped { fragments, .. } => {
+                DefragOutcome::Dropped { discarded, .. } => {
                     row.verdict = RowVerdict::Defrag;
                     row.notes.set(Notes::DEFRAG_DROPPED);
-                    for idx in fragments {
+                    for idx in discarded {
                         if let Some(mut r) = self.held.remove(&idx) {
                             r.verdict = RowVerdict::Defrag;
                             r.notes.set(Notes::DEFRAG_DROPPED);
@@ -145,10 +171,10 @@ impl<'r> Firewall<'r> {
                     }
                     emit(row);
                 }
-                DefragOutcome::Complete { datagram, fragments } => {
-                    let link = pkt.link_info();
+                DefragOutcome::Complete(re) => {
                     let mut whole = Row::new(frame.index, frame.ts);
-                    match wire::decode_ip(&datagram, link) {
+                    let fragments = re.fragments;
+                    match wire::decode_ip(&re.datagram, re.link) {
                         Ok(full) => self.walk(&full, iface_name, now, frame.index, &mut whole),
                         Err(e) => {
                             whole.verdict = RowVerdict::Drop;
@@ -156,7 +182,9 @@ impl<'r> Firewall<'r> {
                         }
                     }
                     for idx in fragments {
-                        let mut r = if idx == frame.index { row.clone() } else {
+                        let mut r = if idx == frame.index {
+                            row.clone()
+                        } else {
                             match self.held.remove(&idx) {
                                 Some(r) => r,
                                 None => continue,
@@ -167,6 +195,17 @@ impl<'r> Firewall<'r> {
                     }
                 }
                 DefragOutcome::NotFragment => {
+                    self.walk(&pkt, iface_name, now, frame.index, &mut row);
+                    emit(row);
+                }
+                DefragOutcome::PassThrough { discarded, .. } => {
+                    for idx in discarded {
+                        if let Some(mut r) = self.held.remove(&idx) {
+                            r.verdict = RowVerdict::Defrag;
+                            r.notes.set(Notes::DEFRAG_DROPPED);
+                            emit(r);
+                        }
+                    }
                     self.walk(&pkt, iface_name, now, frame.index, &mut row);
                     emit(row);
                 }
@@ -188,28 +227,47 @@ impl<'r> Firewall<'r> {
         }
     }
 
-    fn eval(&mut self, table: TableId, hook: Hook, ctx: &mut EvalCtx<'_>) -> Option<Decision> {
-        if !self.rules.has_chain(ctx.family, table, hook) {
+    fn eval(&mut self, table: TableId, hook: Hook, ctx: &mut EvalCtx<'_>) -> Option<Decision<'r>> {
+        let rules: &'r Ruleset = self.rules;
+        if !rules.has_table(ctx.family, table) {
             return None;
         }
-        Some(self.rules.evaluate(ctx.family, table, hook, ctx, &mut self.rule_state))
+        Some(rules.evaluate(ctx.family, table, hook, ctx, &mut self.rule_state))
     }
 
     /// The hooks for one (whole) packet.
-    fn walk(&mut self, pkt: &Packet<'_>, iface_name: Option<&str>, now: Timestamp, index: u64, row: &mut Row) {
+    fn walk(
+        &mut self,
+        pkt: &Packet<'_>,
+        iface_name: Option<&str>,
+        now: Timestamp,
+        index: u64,
+        row: &mut Row,
+    ) {
         let cfg: &'r EngineConfig = self.cfg;
         let topo = &cfg.topology;
         let path = topo.path(pkt);
-        let first = if path == Path::Output { Hook::Output } else { Hook::Prerouting };
+        let first = if path == Path::Output {
+            Hook::Output
+        } else {
+            Hook::Prerouting
+        };
         let in_iface: Option<&str> = if path == Path::Output {
             None
         } else {
-            Some(topo.iface_of(&pkt.src).or(iface_name).unwrap_or(crate::netfilter::topology::DEFAULT_IFACE))
+            Some(
+                topo.iface_of(&pkt.src)
+                    .or(iface_name)
+                    .unwrap_or(crate::netfilter::topology::DEFAULT_IFACE),
+            )
         };
         let out_iface: Option<&str> = if path == Path::Input {
             None
         } else {
-            Some(topo.iface_of(&pkt.dst).unwrap_or(crate::netfilter::topology::DEFAULT_IFACE))
+            Some(
+                topo.iface_of(&pkt.dst)
+                    .unwrap_or(crate::netfilter::topology::DEFAULT_IFACE),
+            )
         };
         let csum_ok = if first == Hook::Prerouting && self.cfg.sysctls.checksum {
             let c = pkt.l4_checksum_ok();
@@ -223,22 +281,25 @@ impl<'r> Firewall<'r> {
         } else {
             None
         };
-        let mut ctx = EvalCtx::from_packet(pkt, now);
-        ctx.in_iface = if first == Hook::Prerouting { in_iface } else { None };
-        ctx.out_iface = None;
-        ctx.src_type = addr_type(topo, &pkt.src, pkt.pkttype, false);
-        ctx.dst_type = addr_type(topo, &pkt.dst, pkt.pkttype, true);
+        let mut ctx = eval_ctx(pkt, now);
+        ctx.in_iface = if first == Hook::Prerouting {
+            in_iface
+        } else {
+            None
+        };
+        ctx.locally_generated = path == Path::Output;
+        ctx.src_type = addr_type(topo, &pkt.src);
+        ctx.dst_type = addr_type(topo, &pkt.dst);
 
         // raw table, before conntrack: the state match sees no entry.
         row.chains.push(first);
         let mut notrack = false;
         let mut helper: Option<HelperKind> = None;
         if let Some(d) = self.eval(TableId::Raw, first, &mut ctx) {
-            for a in d.ct_actions() {
-                match a {
-                    CtAction::Notrack => notrack = true,
-                    CtAction::Helper(name) => helper = helper.or(HelperKind::from_name(name)),
-                }
+            match d.ct {
+                Some(CtAction::Notrack) => notrack = true,
+                Some(CtAction::Helper(name)) => helper = HelperKind::from_name(name),
+                Some(CtAction::Template) | None => {}
             }
             if let Some(w) = final_walk(&d) {
                 row.verdict = w.verdict;
@@ -251,14 +312,23 @@ impl<'r> Firewall<'r> {
             helper = auto_helper(pkt);
         }
         let inp = HookInput {
-            hook: if first == Hook::Output { CtHook::Output } else { CtHook::Prerouting },
+            hook: if first == Hook::Output {
+                CtHook::Output
+            } else {
+                CtHook::Prerouting
+            },
             now,
             packet: index,
             helper,
             l4_csum_ok: csum_ok,
         };
         let res = if notrack {
-            CtResult { state: CtState::Untracked, dir: None, conn: CtRef::None, reason: None }
+            CtResult {
+                state: CtState::Untracked,
+                dir: None,
+                conn: CtRef::None,
+                reason: None,
+            }
         } else {
             self.ct.packet_in(pkt, &inp)
         };
@@ -298,16 +368,16 @@ impl<'r> Firewall<'r> {
 
     /// mangle/filter hooks after conntrack; Some when the packet was
     /// dropped or rejected on the way.
-    fn walk_tables(
+    fn walk_tables<'c>(
         &mut self,
-        ctx: &mut EvalCtx<'_>,
+        ctx: &mut EvalCtx<'c>,
         pkt: &Packet<'_>,
         path: Path,
         first: Hook,
-        in_iface: Option<&'_ str>,
-        out_iface: Option<&'_ str>,
+        in_iface: Option<&'c str>,
+        out_iface: Option<&'c str>,
         row: &mut Row,
-    ) -> Option<Walk> {
+    ) -> Option<Walk<'r>> {
         let _ = in_iface;
         if let Some(d) = self.eval(TableId::Mangle, first, ctx) {
             if let Some(w) = final_walk(&d) {
@@ -322,7 +392,10 @@ impl<'r> Firewall<'r> {
                     RouteDrop::TtlExceeded => Notes::ROUTE_TTL,
                     RouteDrop::LinkLocal => Notes::ROUTE_LINKLOCAL,
                 });
-                return Some(Walk { verdict: RowVerdict::Drop, rule: None });
+                return Some(Walk {
+                    verdict: RowVerdict::Drop,
+                    rule: None,
+                });
             }
         }
         let filter_hook = match path {
@@ -369,11 +442,17 @@ impl<'r> Firewall<'r> {
 }
 
 /// Drop/Reject decisions end the walk.
-fn final_walk(d: &Decision) -> Option<Walk> {
+fn final_walk<'r>(d: &Decision<'r>) -> Option<Walk<'r>> {
     match d.verdict {
         Verdict::Accept => None,
-        Verdict::Drop => Some(Walk { verdict: RowVerdict::Drop, rule: Some(d.rule) }),
-        Verdict::Reject(_) => Some(Walk { verdict: RowVerdict::Reject, rule: Some(d.rule) }),
+        Verdict::Drop => Some(Walk {
+            verdict: RowVerdict::Drop,
+            rule: Some(d.rule),
+        }),
+        Verdict::Reject(_) => Some(Walk {
+            verdict: RowVerdict::Reject,
+            rule: Some(d.rule),
+        }),
     }
 }
 
@@ -400,8 +479,96 @@ fn auto_helper(pkt: &Packet<'_>) -> Option<HelperKind> {
     }
 }
 
-fn addr_type(topo: &Topology, a: &std::net::IpAddr, _pt: PktType, _dst: bool) -> u16 {
-    crate::rules::addrtype_of(a, topo.is_local(a))
+/// Route type of an address as `-m addrtype` sees it on a router whose only
+/// local addresses are `--local` ones.
+fn addr_type(topo: &Topology, a: &IpAddr) -> u16 {
+    if topo.is_local(a) {
+        return addrtype::LOCAL;
+    }
+    match a {
+        IpAddr::V4(v) if v.is_broadcast() => addrtype::BROADCAST,
+        IpAddr::V4(v) if v.is_multicast() => addrtype::MULTICAST,
+        IpAddr::V4(v) if v.is_unspecified() => addrtype::UNSPEC,
+        IpAddr::V6(v) if v.is_multicast() => addrtype::MULTICAST,
+        IpAddr::V6(v) if v.is_unspecified() => addrtype::UNSPEC,
+        _ => addrtype::UNICAST,
+    }
+}
+
+/// The rule-evaluation view of a packet (before conntrack and interfaces).
+fn eval_ctx<'a>(pkt: &'a Packet<'_>, now: Timestamp) -> EvalCtx<'a> {
+    let (sport, dport, tcp_flags, tcp_options, icmp) = match pkt.l4 {
+        L4::Tcp(t) => (Some(t.sport), Some(t.dport), Some(t.flags), t.options, None),
+        L4::Udp(u) => (Some(u.sport), Some(u.dport), None, &[][..], None),
+        L4::Icmp(i) | L4::Icmpv6(i) => (None, None, None, &[][..], Some((i.icmp_type, i.code))),
+        _ => (None, None, None, &[][..], None),
+    };
+    EvalCtx {
+        family: pkt.family,
+        src: pkt.src,
+        dst: pkt.dst,
+        proto: pkt.proto,
+        sport,
+        dport,
+        tcp_flags,
+        tcp_options,
+        icmp,
+        non_first_fragment: pkt.frag.is_some_and(|f| f.offset != 0),
+        ip_len: pkt.ip_len,
+        ttl: pkt.ttl,
+        tos: pkt.tos,
+        in_iface: None,
+        out_iface: None,
+        src_mac: pkt.src_mac,
+        pkttype: pkt.pkttype,
+        src_type: 0,
+        dst_type: 0,
+        nfmark: 0,
+        ct: None,
+        now,
+        locally_generated: false,
+        conns: None,
+    }
+}
+
+/// What the state/conntrack matches see of the packet's entry.
+fn ct_view(ct: &Conntrack, res: &CtResult, now: Timestamp) -> Option<CtView> {
+    let tv = |t: &conntrack::Tuple| CtTupleView {
+        src: t.src,
+        dst: t.dst,
+        sport: t.sport,
+        dport: t.dport,
+    };
+    match ct.conn(res.conn) {
+        Some(c) => Some(CtView {
+            state: res.state,
+            dir: res.dir.unwrap_or(conntrack::Dir::Original),
+            status: c.status,
+            l4proto: c.tuple[0].proto,
+            orig: tv(&c.tuple[0]),
+            reply: tv(&c.tuple[1]),
+            ctmark: c.mark,
+            expires_in_secs: c.expires.since(now).as_secs().min(u64::from(u32::MAX)) as u32,
+        }),
+        None => {
+            let none = CtTupleView {
+                src: IpAddr::from([0, 0, 0, 0]),
+                dst: IpAddr::from([0, 0, 0, 0]),
+                sport: 0,
+                dport: 0,
+            };
+            Some(CtView {
+                state: res.state,
+                dir: res.dir.unwrap_or(conntrack::Dir::Original),
+                status: conntrack::Status::default(),
+                l4proto: 0,
+                orig: none,
+                reply: none,
+                ctmark: 0,
+                expires_in_secs: 0,
+            })
+        }
+    }
 }
 
 fn decode_error_text(e: &DecodeError) -> &'static str {
@@ -411,6 +578,5 @@ fn decode_error_text(e: &DecodeError) -> &'static str {
         DecodeError::LinkTruncated { .. } => "link header cut short",
         DecodeError::BadIpHeader { .. } => "ip_rcv: malformed IP header",
         DecodeError::Truncated { .. } => "header cut by snap length",
-        _ => "undecodable",
     }
 }

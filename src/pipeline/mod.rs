@@ -66,10 +66,18 @@ impl Reorder {
 /// Replays a capture through one firewall model, writing rows to `sink`.
 /// A capture that ends in a damaged record still yields every complete
 /// record before the error is returned.
-pub fn replay(capture: &Path, rules: &Ruleset, cfg: &EngineConfig, sink: &mut dyn Sink) -> Result<ReplayStats, ReplayError> {
+pub fn replay(
+    capture: &Path,
+    rules: &Ruleset,
+    cfg: &EngineConfig,
+    sink: &mut dyn Sink,
+) -> Result<ReplayStats, ReplayError> {
     let mut reader = CaptureReader::open(capture)?;
     let mut fw = Firewall::new(rules, cfg);
-    let mut reorder = Reorder { next: 1, waiting: BTreeMap::new() };
+    let mut reorder = Reorder {
+        next: 1,
+        waiting: BTreeMap::new(),
+    };
     let mut stats = ReplayStats::default();
     let mut io_err: Option<std::io::Error> = None;
     let mut capture_err = None;

@@ -100,44 +100,7 @@ impl TableId {
     }
 }
 
-/// Netfilter hooks (`NF_INET_*`); a built-in chain is named after its hook.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum Hook {
-    Prerouting,
-    Input,
-    Forward,
-    Output,
-    Postrouting,
-}
-
-impl Hook {
-    pub const ALL: [Hook; 5] = [
-        Hook::Prerouting,
-        Hook::Input,
-        Hook::Forward,
-        Hook::Output,
-        Hook::Postrouting,
-    ];
-
-    pub fn chain_name(self) -> &'static str {
-        match self {
-            Hook::Prerouting => "PREROUTING",
-            Hook::Input => "INPUT",
-            Hook::Forward => "FORWARD",
-            Hook::Output => "OUTPUT",
-            Hook::Postrouting => "POSTROUTING",
-        }
-    }
-
-    pub fn from_chain_name(s: &str) -> Option<Hook> {
-        Hook::ALL.into_iter().find(|h| h.chain_name() == s)
-    }
-
-    /// Bit for hook masks (`1 << NF_INET_*`).
-    pub fn bit(self) -> u8 {
-        1 << (self as u8)
-    }
-}
+pub use crate::netfilter::Hook;
 
 /// Policy of a built-in chain.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
