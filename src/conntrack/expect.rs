@@ -120,10 +120,10 @@ impl Expectations {
         if let Some(list) = self
             .by_dst
             .get(&(e.tuple.dst, e.tuple.dport, e.tuple.proto))
-        {
-            if list
+            && list
                 .iter()
                 .any(|o| o.same(&e) && o.master_uid != e.master_uid)
+        {
             {
                 return Err(ExpectError::Already);
             }

@@ -131,6 +131,8 @@ pub use tuple::Tuple;
 pub enum Reason {
     Text(&'static str),
     Tcp(TcpReason),
+    /// A helper dropped the packet (`nf_ct_helper_log`: "dropping packet: …").
+    HelperDrop(&'static str),
     /// An ICMP error whose outer destination is not the quoted connection's.
     OuterDaddr {
         outer: IpAddr,
@@ -143,6 +145,7 @@ impl fmt::Display for Reason {
         match self {
             Reason::Text(s) => f.write_str(s),
             Reason::Tcp(r) => r.fmt(f),
+            Reason::HelperDrop(why) => write!(f, "dropping packet: {why}"),
             Reason::OuterDaddr { outer, inner } => {
                 write!(f, "outer daddr {outer} != inner {inner}")
             }
@@ -380,6 +383,25 @@ impl Conntrack {
         &self.expect
     }
 
+    /// The live entry a packet belongs to, without touching it: the one its
+    /// tuple names, or for an ICMP error the one the quoted packet names.
+    /// This is what `conntrack -G` finds after the packet, also for packets
+    /// conntrack called INVALID.
+    pub fn peek(&self, pkt: &Packet<'_>, now: Timestamp) -> Option<&Conn> {
+        let t = match pkt.l4 {
+            L4::Icmp(ic) | L4::Icmpv6(ic)
+                if icmp::classify(pkt.proto, ic.icmp_type) == IcmpClass::Error =>
+            {
+                let inner = pkt.inner()?.ok()?;
+                Tuple::from_inner(&inner)?.invert()?
+            }
+            _ => Tuple::from_packet(pkt)?,
+        };
+        let (id, _) = self.table.find(&t)?;
+        let c = self.table.get(id);
+        (c.expires > now).then_some(c)
+    }
+
     /// True when an entry with this tuple (either direction) is alive.
     pub fn is_tracked(&self, t: &Tuple, now: Timestamp) -> bool {
         self.table
@@ -553,10 +575,10 @@ impl Conntrack {
                     };
                 }
                 Tracked::AcceptAndDelete => {
-                    if dir == Dir::Reply {
-                        if let Some(c) = self.conn_mut(conn) {
-                            c.status.set(Status::SEEN_REPLY);
-                        }
+                    if dir == Dir::Reply
+                        && let Some(c) = self.conn_mut(conn)
+                    {
+                        c.status.set(Status::SEEN_REPLY);
                     }
                     match conn {
                         CtRef::Table(id) => {
@@ -762,22 +784,21 @@ impl Conntrack {
             && !(res.state == CtState::Related
                 && res.dir == Some(Dir::Reply)
                 && res.conn != CtRef::Pending);
-        if helper_runs {
-            if let Some(c) = self.conn_mut(res.conn) {
-                if let Some(kind) = c.helper {
-                    let mut cx = helper::HelpCtx {
-                        conn: c,
-                        dir: res.dir.unwrap_or(Dir::Original),
-                        state: res.state,
-                        pkt,
-                        now: inp.now,
-                    };
-                    if let helper::HelpVerdict::Drop(why) = helper::help(kind, &mut cx, &mut exps) {
-                        self.exp_scratch = exps;
-                        self.discard(res, inp);
-                        return Err(why);
-                    }
-                }
+        if helper_runs
+            && let Some(c) = self.conn_mut(res.conn)
+            && let Some(kind) = c.helper
+        {
+            let mut cx = helper::HelpCtx {
+                conn: c,
+                dir: res.dir.unwrap_or(Dir::Original),
+                state: res.state,
+                pkt,
+                now: inp.now,
+            };
+            if let helper::HelpVerdict::Drop(why) = helper::help(kind, &mut cx, &mut exps) {
+                self.exp_scratch = exps;
+                self.discard(res, inp);
+                return Err(why);
             }
         }
         let r = match res.conn {
@@ -810,7 +831,7 @@ impl Conntrack {
             }
             if failed {
                 self.exp_scratch = exps;
-                return Err("expectation could not be registered");
+                return Err("cannot add expectation");
             }
         }
         self.exp_scratch = exps;
@@ -828,15 +849,14 @@ impl Conntrack {
     }
 
     fn emit_update(&mut self, id: ConnId, inp: &HookInput) {
-        if let Some((bid, st, status)) = self.before.take() {
-            if bid == id && self.trace {
-                if let Some(c) = self.table.try_get(id) {
-                    if c.tcp_state() != st || c.status != status {
-                        let c = c.clone();
-                        self.event(EventKind::Update, &c, inp.packet, inp.now);
-                    }
-                }
-            }
+        if let Some((bid, st, status)) = self.before.take()
+            && bid == id
+            && self.trace
+            && let Some(c) = self.table.try_get(id)
+            && (c.tcp_state() != st || c.status != status)
+        {
+            let c = c.clone();
+            self.event(EventKind::Update, &c, inp.packet, inp.now);
         }
     }
 

@@ -80,10 +80,10 @@ impl Table {
     pub fn expired(&self, now: Timestamp, out: &mut Vec<ConnId>) {
         out.clear();
         for (i, s) in self.slots.iter().enumerate() {
-            if let Some(c) = s {
-                if c.expires <= now {
-                    out.push(i as ConnId);
-                }
+            if let Some(c) = s
+                && c.expires <= now
+            {
+                out.push(i as ConnId);
             }
         }
     }

@@ -83,10 +83,8 @@ impl Tuple {
         }
         let (sport, dport) = if let Some((t, c, id)) = inner.icmp {
             (id, u16::from(t) << 8 | u16::from(c))
-        } else if let Some(p) = inner.ports {
-            p
         } else {
-            (0, 0)
+            inner.ports.unwrap_or_default()
         };
         Some(Tuple {
             src: inner.src,

@@ -65,6 +65,8 @@ pub struct Topology {
     locals: Vec<IpAddr>,
     /// Sorted most specific first.
     ifaces: Vec<(IpNet, String)>,
+    /// Name of the first `--iface` given.
+    first_iface: Option<String>,
 }
 
 impl Topology {
@@ -96,6 +98,9 @@ impl Topology {
                     }
                 },
             };
+            if t.first_iface.is_none() {
+                t.first_iface = Some(name.to_string());
+            }
             t.ifaces.push((net, name.to_string()));
         }
         t.ifaces
@@ -121,6 +126,17 @@ impl Topology {
             .iter()
             .find(|(n, _)| n.contains(a))
             .map(|(_, name)| name.as_str())
+    }
+
+    /// The interface an address sits behind: the most specific `--iface`
+    /// prefix that covers it; an address none covers sits behind the first
+    /// `--iface` given (the oracle builds the same topology), or
+    /// [`DEFAULT_IFACE`] when there is none.
+    pub fn iface_or_default<'a>(&'a self, a: &IpAddr, fallback: Option<&'a str>) -> &'a str {
+        self.iface_of(a)
+            .or(fallback)
+            .or(self.first_iface.as_deref())
+            .unwrap_or(DEFAULT_IFACE)
     }
 
     /// Which hooks the packet takes.
@@ -156,8 +172,9 @@ impl Topology {
         }
     }
 
-    /// Routing's verdict for a packet that passed PREROUTING.
-    pub fn route_drop(&self, pkt: &Packet<'_>, path: Path) -> Option<RouteDrop> {
+    /// Routing's verdict for a packet that passed PREROUTING. `same_iface`:
+    /// a forwarded packet leaves by the interface it came in on.
+    pub fn route_drop(&self, pkt: &Packet<'_>, path: Path, same_iface: bool) -> Option<RouteDrop> {
         if path == Path::Output {
             return None;
         }
@@ -190,7 +207,10 @@ impl Topology {
                 if d.is_multicast() && path == Path::Forward {
                     return Some(RouteDrop::Multicast);
                 }
-                if path == Path::Forward && (is_link_local(&s) || is_link_local(&d)) {
+                // ip6_forward refuses to move a link-local packet to another
+                // link ("beyond scope"); on its own link it forwards it.
+                if path == Path::Forward && !same_iface && (is_link_local(&s) || is_link_local(&d))
+                {
                     return Some(RouteDrop::LinkLocal);
                 }
             }

@@ -150,6 +150,12 @@ impl<'r> Firewall<'r> {
             row.notes.set(Notes::FRAGMENT);
             match self.defrag.push(&pkt, frame.index, now, timeouts) {
                 DefragOutcome::Held { discarded } => {
+                    // Defrag sits in the first hook (priority -400).
+                    row.chains.push(if self.cfg.topology.is_local(&pkt.src) {
+                        Hook::Output
+                    } else {
+                        Hook::Prerouting
+                    });
                     self.held.insert(frame.index, row);
                     for idx in discarded {
                         if let Some(mut r) = self.held.remove(&idx) {
@@ -160,6 +166,11 @@ impl<'r> Firewall<'r> {
                     }
                 }
                 DefragOutcome::Dropped { discarded, .. } => {
+                    row.chains.push(if self.cfg.topology.is_local(&pkt.src) {
+                        Hook::Output
+                    } else {
+                        Hook::Prerouting
+                    });
                     row.verdict = RowVerdict::Defrag;
                     row.notes.set(Notes::DEFRAG_DROPPED);
                     for idx in discarded {
@@ -351,19 +362,31 @@ impl<'r> Firewall<'r> {
                     r
                 }
                 Err(why) => {
+                    // Dropped at the confirm hook, after every table: no
+                    // rule decided.
                     row.verdict = RowVerdict::Drop;
-                    row.reason = Some(conntrack::Reason::Text(why));
+                    row.rule = None;
+                    row.reason = Some(conntrack::Reason::HelperDrop(why));
                     res.conn
                 }
             },
         };
-        // What the entry looks like after the packet.
-        if let CtRef::Table(id) = after {
-            if let Some(c) = self.ct.table().try_get(id) {
-                row.ctstatus = Some(c.status);
-                row.tcp_state = c.tcp_state();
-            }
+        // What the entry looks like after the packet (for INVALID packets,
+        // the untouched entry their tuple names, as `conntrack -G` shows it).
+        let entry = match after {
+            CtRef::Table(id) => self.ct.table().try_get(id),
+            CtRef::None if res.state == CtState::Invalid => self.ct.peek(pkt, now),
+            _ => None,
+        };
+        if let Some(c) = entry {
+            row.ctstatus = Some(c.status);
+            row.tcp_state = c.tcp_state();
         }
+    }
+
+    /// Runs one table at one hook; Some when it dropped or rejected.
+    fn gate(&mut self, table: TableId, hook: Hook, ctx: &mut EvalCtx<'_>) -> Option<Walk<'r>> {
+        self.eval(table, hook, ctx).and_then(|d| final_walk(&d))
     }
 
     /// mangle/filter hooks after conntrack; Some when the packet was
@@ -378,44 +401,39 @@ impl<'r> Firewall<'r> {
         out_iface: Option<&'c str>,
         row: &mut Row,
     ) -> Option<Walk<'r>> {
-        let _ = in_iface;
-        if let Some(d) = self.eval(TableId::Mangle, first, ctx) {
-            if let Some(w) = final_walk(&d) {
-                return Some(w);
-            }
+        if let Some(w) = self.gate(TableId::Mangle, first, ctx) {
+            return Some(w);
         }
-        if path != Path::Output {
-            if let Some(drop) = self.cfg.topology.route_drop(pkt, path) {
-                row.notes.set(match drop {
-                    RouteDrop::Martian => Notes::ROUTE_MARTIAN,
-                    RouteDrop::Multicast => Notes::ROUTE_MULTICAST,
-                    RouteDrop::TtlExceeded => Notes::ROUTE_TTL,
-                    RouteDrop::LinkLocal => Notes::ROUTE_LINKLOCAL,
-                });
-                return Some(Walk {
-                    verdict: RowVerdict::Drop,
-                    rule: None,
-                });
-            }
+        // Routing between PREROUTING and INPUT/FORWARD.
+        if path != Path::Output
+            && let Some(drop) = self
+                .cfg
+                .topology
+                .route_drop(pkt, path, in_iface == out_iface)
+        {
+            row.notes.set(match drop {
+                RouteDrop::Martian => Notes::ROUTE_MARTIAN,
+                RouteDrop::Multicast => Notes::ROUTE_MULTICAST,
+                RouteDrop::TtlExceeded => Notes::ROUTE_TTL,
+                RouteDrop::LinkLocal => Notes::ROUTE_LINKLOCAL,
+            });
+            return Some(Walk {
+                verdict: RowVerdict::Drop,
+                rule: None,
+            });
         }
         let filter_hook = match path {
             Path::Input => Hook::Input,
             Path::Forward => Hook::Forward,
             Path::Output => Hook::Output,
         };
+        if path != Path::Input {
+            ctx.out_iface = out_iface;
+        }
         if filter_hook != first {
             row.chains.push(filter_hook);
-        }
-        if path == Path::Output {
-            ctx.out_iface = out_iface;
-        } else if path == Path::Forward {
-            ctx.out_iface = out_iface;
-        }
-        if filter_hook != first {
-            if let Some(d) = self.eval(TableId::Mangle, filter_hook, ctx) {
-                if let Some(w) = final_walk(&d) {
-                    return Some(w);
-                }
+            if let Some(w) = self.gate(TableId::Mangle, filter_hook, ctx) {
+                return Some(w);
             }
         }
         match self.eval(TableId::Filter, filter_hook, ctx) {
@@ -425,16 +443,14 @@ impl<'r> Firewall<'r> {
                 }
                 row.rule = Some(self.label(d.rule));
             }
-            // No filter chain for this family: the built-in chain's
+            // No filter table for this family: the built-in chain's
             // implicit ACCEPT policy.
             None => row.rule = Some(self.policy_label(filter_hook)),
         }
         if path != Path::Input {
             row.chains.push(Hook::Postrouting);
-            if let Some(d) = self.eval(TableId::Mangle, Hook::Postrouting, ctx) {
-                if let Some(w) = final_walk(&d) {
-                    return Some(w);
-                }
+            if let Some(w) = self.gate(TableId::Mangle, Hook::Postrouting, ctx) {
+                return Some(w);
             }
         }
         None

@@ -93,10 +93,10 @@ pub fn replay(
         stats.frames += 1;
         let iface = None;
         let mut emit = |row: Row| {
-            if io_err.is_none() {
-                if let Err(e) = reorder.push(row, sink) {
-                    io_err = Some(e);
-                }
+            if io_err.is_none()
+                && let Err(e) = reorder.push(row, sink)
+            {
+                io_err = Some(e);
             }
         };
         fw.process(&frame, iface, &mut emit);
@@ -108,10 +108,10 @@ pub fn replay(
         }
     }
     let mut emit = |row: Row| {
-        if io_err.is_none() {
-            if let Err(e) = reorder.push(row, sink) {
-                io_err = Some(e);
-            }
+        if io_err.is_none()
+            && let Err(e) = reorder.push(row, sink)
+        {
+            io_err = Some(e);
         }
     };
     fw.finish(&mut emit);
