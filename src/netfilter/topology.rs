@@ -30,6 +30,9 @@ pub enum RouteDrop {
     Martian,
     /// Multicast the firewall has not joined (nothing is multicast-forwarded).
     Multicast,
+    /// Link-layer broadcast or multicast, or addressed to another host:
+    /// routers forward only frames sent to their own MAC.
+    NotForUs,
     /// TTL / hop limit would reach 0 when forwarded.
     TtlExceeded,
     /// IPv6 link-local addresses are never forwarded.
@@ -43,6 +46,7 @@ impl RouteDrop {
             RouteDrop::Multicast => "routing: multicast not joined",
             RouteDrop::TtlExceeded => "routing: ttl exceeded",
             RouteDrop::LinkLocal => "routing: link-local not forwarded",
+            RouteDrop::NotForUs => "routing: link-layer broadcast/multicast not forwarded",
         }
     }
 }
@@ -215,6 +219,11 @@ impl Topology {
                 }
             }
             _ => {}
+        }
+        // ip_forward / ip6_forward drop anything not sent to the router's
+        // own MAC (a broadcast frame to a subnet broadcast address, say).
+        if path == Path::Forward && pkt.pkttype != crate::wire::PktType::Host {
+            return Some(RouteDrop::NotForUs);
         }
         if path == Path::Forward && pkt.ttl <= 1 {
             return Some(RouteDrop::TtlExceeded);

@@ -146,6 +146,12 @@ impl<'r> Firewall<'r> {
             emit(row);
             return;
         }
+        if ipv6_rcv_drops(&pkt, &self.cfg.topology) {
+            row.verdict = RowVerdict::Drop;
+            row.notes.set(Notes::IPV6_RCV);
+            emit(row);
+            return;
+        }
         if pkt.frag.is_some() {
             row.notes.set(Notes::FRAGMENT);
             match self.defrag.push(&pkt, frame.index, now, timeouts) {
@@ -416,6 +422,7 @@ impl<'r> Firewall<'r> {
                 RouteDrop::Multicast => Notes::ROUTE_MULTICAST,
                 RouteDrop::TtlExceeded => Notes::ROUTE_TTL,
                 RouteDrop::LinkLocal => Notes::ROUTE_LINKLOCAL,
+                RouteDrop::NotForUs => Notes::ROUTE_NOT_FOR_US,
             });
             return Some(Walk {
                 verdict: RowVerdict::Drop,
@@ -454,6 +461,18 @@ impl<'r> Firewall<'r> {
             }
         }
         None
+    }
+}
+
+/// `ipv6_rcv` refuses, before any hook, packets from a wire that carry a
+/// loopback source or destination or a multicast source. (Packets from a
+/// local address take the OUTPUT path and never pass `ipv6_rcv`.)
+fn ipv6_rcv_drops(pkt: &Packet<'_>, topo: &Topology) -> bool {
+    match (pkt.src, pkt.dst) {
+        (IpAddr::V6(s), IpAddr::V6(d)) => {
+            !topo.is_local(&pkt.src) && (s.is_loopback() || d.is_loopback() || s.is_multicast())
+        }
+        _ => false,
     }
 }
 

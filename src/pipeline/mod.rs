@@ -27,6 +27,14 @@ pub enum ReplayError {
     Capture(#[from] CaptureError),
     #[error("writing output: {0}")]
     Io(#[from] std::io::Error),
+    #[error(
+        "packet {packet}: link type {linktype} is not supported; supported: {}",
+        crate::capture::Linktype::supported_list()
+    )]
+    Linktype {
+        packet: u64,
+        linktype: crate::capture::Linktype,
+    },
 }
 
 /// Totals of a replay.
@@ -91,6 +99,12 @@ pub fn replay(
             }
         };
         stats.frames += 1;
+        if !frame.linktype.is_supported() {
+            return Err(ReplayError::Linktype {
+                packet: frame.index,
+                linktype: frame.linktype,
+            });
+        }
         let iface = None;
         let mut emit = |row: Row| {
             if io_err.is_none()

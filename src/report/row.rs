@@ -94,6 +94,8 @@ impl Notes {
     pub const LOGGED: u32 = 1 << 8;
     pub const NOT_SIMULATED_NAT: u32 = 1 << 9;
     pub const DEFRAG_DROPPED: u32 = 1 << 10;
+    pub const ROUTE_NOT_FOR_US: u32 = 1 << 11;
+    pub const IPV6_RCV: u32 = 1 << 12;
 
     const NAMES: &'static [(u32, &'static str)] = &[
         (Notes::FRAGMENT, "fragment"),
@@ -107,6 +109,14 @@ impl Notes {
         (Notes::LOGGED, "logged"),
         (Notes::NOT_SIMULATED_NAT, "nat not simulated"),
         (Notes::DEFRAG_DROPPED, "defrag: queue dropped"),
+        (
+            Notes::ROUTE_NOT_FOR_US,
+            "routing: link-layer broadcast/multicast not forwarded",
+        ),
+        (
+            Notes::IPV6_RCV,
+            "ipv6_rcv: loopback or multicast source from a wire",
+        ),
     ];
 
     pub fn set(&mut self, bit: u32) {
