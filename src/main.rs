@@ -190,6 +190,9 @@ fn open_out(p: &Option<PathBuf>) -> Result<Box<dyn Write>> {
 }
 
 fn replay(a: ReplayArgs) -> Result<()> {
+    // Fail on an unreadable capture before any output is written.
+    File::open(&a.common.capture)
+        .with_context(|| format!("opening capture {}", a.common.capture.display()))?;
     let (rules, notes) = load_rules(&a.common)?;
     for n in &notes {
         eprintln!("ctsim: note: {n}");

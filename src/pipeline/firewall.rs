@@ -355,6 +355,13 @@ impl<'r> Firewall<'r> {
         ctx.ct = ct_view(&self.ct, &res, now);
 
         let walk = self.walk_tables(&mut ctx, pkt, path, first, in_iface, out_iface, row);
+        // CONNMARK targets changed the view's mark; the entry keeps it.
+        if let Some(v) = ctx.ct
+            && v.has_entry()
+            && let Some(c) = self.ct.conn_mut(res.conn)
+        {
+            c.mark = v.ctmark;
+        }
         let after = match walk {
             Some(w) => {
                 row.verdict = w.verdict;
