@@ -346,10 +346,25 @@ impl Parser<'_> {
                 "iptables" | "iptables-nft" | "iptables-legacy" => Family::Ipv4,
                 "ip6tables" | "ip6tables-nft" | "ip6tables-legacy" => Family::Ipv6,
                 "modprobe" | "insmod" => {
-                    self.out.notes.push(Note {
-                        line: no,
-                        text: format!("ignored: {}", text.trim()),
-                    });
+                    let t = text.trim();
+                    let helper = ["conntrack_ftp", "conntrack_tftp", "nat_ftp", "nat_tftp"]
+                        .iter()
+                        .any(|m| t.contains(m));
+                    let text = if helper {
+                        // Old tutorials load the helper module and expect it
+                        // to attach by port; that stopped by default in 4.7
+                        // (nf_conntrack_helper=0) and the switch is gone
+                        // since 6.0.
+                        format!(
+                            "ignored: {t} — loading a helper module no longer attaches it: since \
+                             Linux 4.7 a helper is attached only by a CT rule, e.g. `iptables -t raw \
+                             -A PREROUTING -p tcp --dport 21 -j CT --helper ftp`; `ctsim replay \
+                             --auto-helpers` emulates the old behaviour for teaching"
+                        )
+                    } else {
+                        format!("ignored: {t}")
+                    };
+                    self.out.notes.push(Note { line: no, text });
                     continue;
                 }
                 "sysctl" | "echo" | "set" | "exit" | "true" | ":" | "printf" => {
