@@ -444,6 +444,11 @@ impl<'r> Firewall<'r> {
         if path != Path::Input {
             ctx.out_iface = out_iface;
         }
+        // ip_forward / ip6_forward decrement the TTL before the FORWARD
+        // hook, so FORWARD and POSTROUTING match on the decremented value.
+        if path == Path::Forward {
+            ctx.ttl = ctx.ttl.saturating_sub(1);
+        }
         if filter_hook != first {
             row.chains.push(filter_hook);
             if let Some(w) = self.gate(TableId::Mangle, filter_hook, ctx) {
