@@ -399,6 +399,9 @@ struct FuzzArgs {
     /// Cases run at once (realtime cases mostly sleep).
     #[arg(long, short, default_value_t = 1)]
     jobs: usize,
+    /// Do not compare ctstatus/tcp_state of packets both sides call INVALID.
+    #[arg(long)]
+    lenient_invalid_entry: bool,
 }
 
 impl FuzzArgs {
@@ -416,6 +419,7 @@ impl FuzzArgs {
             minimise: !self.no_minimise,
             minimise_time: std::time::Duration::from_secs(self.minimise_secs),
             jobs: self.jobs,
+            lenient_invalid_entry: self.lenient_invalid_entry,
             command: std::env::args().collect::<Vec<_>>().join(" "),
         }
     }

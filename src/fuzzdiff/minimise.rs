@@ -16,7 +16,7 @@ use std::time::Instant;
 
 use super::FuzzError;
 use super::case::Case;
-use super::compare::{Diff, Outcome, rules_file_name, run_case, write_inputs};
+use super::compare::{Diff, Leniency, Outcome, rules_file_name, run_case, write_inputs};
 use crate::oracle::OracleError;
 
 /// The smallest case found and what its run gave.
@@ -43,6 +43,7 @@ pub(crate) fn is_fatal(e: &FuzzError) -> bool {
 
 struct Shrinker<'a> {
     target: &'a Diff,
+    lenient: Leniency,
     deadline: Instant,
     runs: usize,
     best: Option<Outcome>,
@@ -52,7 +53,7 @@ impl Shrinker<'_> {
     /// Whether `cand` still diverges first the way the target does.
     fn holds(&mut self, cand: &Case) -> Result<bool, FuzzError> {
         self.runs += 1;
-        match run_case(cand) {
+        match run_case(cand, self.lenient) {
             Ok(o) if o.first().is_some_and(|d| d.same_kind(self.target)) => {
                 self.best = Some(o);
                 Ok(true)
@@ -75,9 +76,11 @@ pub fn shrink(
     outcome: &Outcome,
     target: &Diff,
     deadline: Instant,
+    lenient: Leniency,
 ) -> Result<Shrunk, FuzzError> {
     let mut s = Shrinker {
         target,
+        lenient,
         deadline,
         runs: 0,
         best: None,

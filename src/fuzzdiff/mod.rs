@@ -28,7 +28,7 @@ use thiserror::Error;
 
 use crate::oracle::OracleError;
 pub use case::{Case, CaseLimits, Setup};
-pub use compare::{COMPARED, Diff, Outcome};
+pub use compare::{COMPARED, Diff, Leniency, Outcome};
 
 /// Errors of a fuzz run or of one case in it.
 #[derive(Debug, Error)]
@@ -87,6 +87,9 @@ pub struct FuzzOptions {
     pub minimise_time: Duration,
     /// Cases run at once (realtime cases mostly sleep).
     pub jobs: usize,
+    /// Do not compare `ctstatus` and `tcp_state` of packets both sides call
+    /// INVALID (see [`compare::Leniency`]).
+    pub lenient_invalid_entry: bool,
     /// The command line, for `PROVENANCE`.
     pub command: String,
 }
@@ -106,6 +109,7 @@ impl Default for FuzzOptions {
             minimise: true,
             minimise_time: Duration::from_secs(300),
             jobs: 1,
+            lenient_invalid_entry: false,
             command: String::new(),
         }
     }
@@ -144,6 +148,8 @@ pub struct CaseResult {
     /// The first divergence, if any, and how many cells diverged in all.
     pub first: Option<Diff>,
     pub diverging_cells: usize,
+    /// Every diverging cell (later ones may be consequences of the first).
+    pub diffs: Vec<Diff>,
     /// The case could not be run (not a divergence; e.g. the kernel refused
     /// the rules).
     pub error: Option<String>,
@@ -190,6 +196,37 @@ impl FuzzReport {
         self.divergent().next().is_none() && self.errors().next().is_none()
     }
 
+    /// Every diverging cell of the run grouped by [`kind_key`], most cells
+    /// first.
+    pub fn kinds(&self) -> Vec<KindCount> {
+        let mut out: Vec<KindCount> = Vec::new();
+        for c in &self.cases {
+            let mut seen_here: Vec<usize> = Vec::new();
+            for d in &c.diffs {
+                let key = kind_key(d);
+                let i = match out.iter().position(|k| k.key == key) {
+                    Some(i) => i,
+                    None => {
+                        out.push(KindCount {
+                            key,
+                            cells: 0,
+                            cases: 0,
+                            example: (c.index, d.packet),
+                        });
+                        out.len() - 1
+                    }
+                };
+                out[i].cells += 1;
+                if !seen_here.contains(&i) {
+                    seen_here.push(i);
+                    out[i].cases += 1;
+                }
+            }
+        }
+        out.sort_by(|a, b| b.cells.cmp(&a.cells).then(a.example.cmp(&b.example)));
+        out
+    }
+
     /// The summary printed at the end of a run.
     pub fn render(&self) -> String {
         let mut o = String::new();
@@ -218,6 +255,17 @@ impl FuzzReport {
                     d.kernel,
                     d.ctsim,
                     c.diverging_cells
+                );
+            }
+        }
+        let kinds = self.kinds();
+        if !kinds.is_empty() {
+            let _ = writeln!(o, "  diverging cells by kind (cells, cases, first case/packet):");
+            for k in &kinds {
+                let _ = writeln!(
+                    o,
+                    "    {:>5} {:>4}  case {} packet {}  {}: kernel `{}`, ctsim `{}`",
+                    k.cells, k.cases, k.example.0, k.example.1, k.key.0, k.key.1, k.key.2
                 );
             }
         }
@@ -259,6 +307,17 @@ impl FuzzReport {
     }
 }
 
+/// Diverging cells of one kind across a run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KindCount {
+    /// Column, kernel value, ctsim value (rule positions blurred to `N`).
+    pub key: (String, String, String),
+    pub cells: usize,
+    pub cases: usize,
+    /// The first (case, packet) where it showed.
+    pub example: (u64, u64),
+}
+
 /// How a divergence is grouped with others of its kind across cases: the
 /// column and both values, with rule positions blurred.
 fn kind_key(d: &Diff) -> (String, String, String) {
@@ -277,6 +336,9 @@ fn kind_key(d: &Diff) -> (String, String, String) {
 /// Runs the fuzz. `progress` gets one line per case and per reproducer.
 pub fn run(opts: &FuzzOptions, progress: &(dyn Fn(&str) + Sync)) -> Result<FuzzReport, FuzzError> {
     let lim = opts.limits();
+    let lenient = compare::Leniency {
+        invalid_entry: opts.lenient_invalid_entry,
+    };
     let next = AtomicU64::new(opts.first_case);
     let end = opts.first_case.saturating_add(opts.cases);
     let stop = AtomicBool::new(false);
@@ -301,15 +363,17 @@ pub fn run(opts: &FuzzOptions, progress: &(dyn Fn(&str) + Sync)) -> Result<FuzzR
                 agreeing: 0,
                 first: None,
                 diverging_cells: 0,
+                diffs: Vec::new(),
                 error: None,
             };
             let mut keep = None;
-            match compare::run_case(&case) {
+            match compare::run_case(&case, lenient) {
                 Ok(o) => {
                     res.packets = o.packets;
                     res.agreeing = o.agreeing;
                     res.first = o.first().cloned();
                     res.diverging_cells = o.diffs.len();
+                    res.diffs = o.diffs.clone();
                     if res.first.is_some() {
                         if !opts.keep_going {
                             stop.store(true, Ordering::SeqCst);
@@ -376,7 +440,7 @@ pub fn run(opts: &FuzzOptions, progress: &(dyn Fn(&str) + Sync)) -> Result<FuzzR
         }
         // A second run first: a divergence that does not repeat is timing
         // noise, not a reproducer.
-        let repeats = match compare::run_case(case) {
+        let repeats = match compare::run_case(case, lenient) {
             Ok(o) => o.first().is_some_and(|d| d.same_kind(first)),
             Err(e) if minimise::is_fatal(&e) => return Err(e),
             Err(_) => false,
@@ -387,7 +451,7 @@ pub fn run(opts: &FuzzOptions, progress: &(dyn Fn(&str) + Sync)) -> Result<FuzzR
             continue;
         }
         let deadline = Instant::now() + opts.minimise_time;
-        let shrunk = minimise::shrink(case, outcome, first, deadline)?;
+        let shrunk = minimise::shrink(case, outcome, first, deadline, lenient)?;
         let diff = shrunk.outcome.first().cloned().unwrap_or_else(|| first.clone());
         let dir = minimise::golden_dir(&opts.out, opts.seed, case);
         let command = opts.command_text();
@@ -485,6 +549,10 @@ mod tests {
             agreeing: 9,
             first: Some(diff("tcp_state", "SYN_SENT", "NONE")),
             diverging_cells: 2,
+            diffs: vec![
+                diff("tcp_state", "SYN_SENT", "NONE"),
+                diff("rule", "filter:INPUT:2", "filter:INPUT:policy"),
+            ],
             error: None,
         });
         rep.cases.push(CaseResult {
@@ -495,9 +563,14 @@ mod tests {
             agreeing: 5,
             first: None,
             diverging_cells: 0,
+            diffs: Vec::new(),
             error: None,
         });
         assert!(!rep.clean());
+        let kinds = rep.kinds();
+        assert_eq!(kinds.len(), 2);
+        assert_eq!(kinds[1].key.1, "filter:INPUT:N");
+        assert_eq!((kinds[0].cells, kinds[0].cases, kinds[0].example), (1, 1, (4, 1)));
         let s = rep.render();
         assert!(
             s.starts_with("fuzz-kernel: 2 cases (1 realtime), 15 packets compared, 14 agree, 1 diverge, 1 cases diverge"),
