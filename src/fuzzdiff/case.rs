@@ -178,7 +178,11 @@ fn short_timeouts_ns() -> Vec<u64> {
 
 /// Smallest distance between `d` and any of `timeouts`.
 fn distance(d: u64, timeouts: &[u64]) -> u64 {
-    timeouts.iter().map(|&t| d.abs_diff(t)).min().unwrap_or(u64::MAX)
+    timeouts
+        .iter()
+        .map(|&t| d.abs_diff(t))
+        .min()
+        .unwrap_or(u64::MAX)
 }
 
 /// Caps gaps at [`MAX_REALTIME_GAP`] and moves each packet later (by less
@@ -300,7 +304,11 @@ mod tests {
         let mut r = vec![rec(0), rec(2_000), rec(3_010)];
         assert!(timeout_margin(&r) < TIMEOUT_MARGIN);
         shape_realtime(&mut r);
-        assert!(timeout_margin(&r) >= TIMEOUT_MARGIN, "{:?}", timeout_margin(&r));
+        assert!(
+            timeout_margin(&r) >= TIMEOUT_MARGIN,
+            "{:?}",
+            timeout_margin(&r)
+        );
         assert!(r[1].ts.0 >= 2_000_000_000 && r[1].ts.0 < 3_000_000_000);
     }
 

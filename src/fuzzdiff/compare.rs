@@ -198,8 +198,8 @@ fn simulate(case: &Case, pcap: &Path, rules: &Path) -> Result<Vec<csv::StringRec
             .map_err(|e| FuzzError::Setup(format!("--sysctl {s}: {e}")))?;
     }
     let locals: Vec<String> = case.setup.locals.iter().map(|a| a.to_string()).collect();
-    let topology = Topology::new(&locals, &case.setup.ifaces)
-        .map_err(|e| FuzzError::Setup(e.to_string()))?;
+    let topology =
+        Topology::new(&locals, &case.setup.ifaces).map_err(|e| FuzzError::Setup(e.to_string()))?;
     let cfg = EngineConfig {
         sysctls,
         topology,
@@ -257,8 +257,7 @@ fn compare(kernel: Vec<[String; 18]>, sim: &[csv::StringRecord], lenient: Lenien
         };
         let mut agree = true;
         let (ks, ss) = (cols[1].1, cols[1].2);
-        let both_invalid =
-            k[ks] == "INVALID" && ss.and_then(|i| s.get(i)) == Some("INVALID");
+        let both_invalid = k[ks] == "INVALID" && ss.and_then(|i| s.get(i)) == Some("INVALID");
         for &(name, ki, si) in &cols {
             if lenient.invalid_entry && both_invalid && matches!(name, "ctstatus" | "tcp_state") {
                 continue;
@@ -373,10 +372,17 @@ mod tests {
     fn missing_and_extra_rows_are_divergences() {
         let o = compare(vec![krow("NEW", "")], &sim_csv(&[]), Leniency::default());
         assert_eq!(o.diffs[0].column, "rows");
-        assert_eq!((o.diffs[0].kernel.as_str(), o.diffs[0].ctsim.as_str()), ("1", "0"));
+        assert_eq!(
+            (o.diffs[0].kernel.as_str(), o.diffs[0].ctsim.as_str()),
+            ("1", "0")
+        );
         let o = compare(vec![], &sim_csv(&[("NEW", "")]), Leniency::default());
         assert_eq!(o.diffs[0].column, "rows");
-        let o = compare(vec![krow("NEW", "")], &sim_csv(&[("NEW", "")]), Leniency::default());
+        let o = compare(
+            vec![krow("NEW", "")],
+            &sim_csv(&[("NEW", "")]),
+            Leniency::default(),
+        );
         assert!(o.diffs.is_empty());
         let csv = String::from_utf8(o.kernel_csv().unwrap()).unwrap();
         assert!(csv.starts_with("packet,time,"));

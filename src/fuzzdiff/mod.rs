@@ -260,7 +260,10 @@ impl FuzzReport {
         }
         let kinds = self.kinds();
         if !kinds.is_empty() {
-            let _ = writeln!(o, "  diverging cells by kind (cells, cases, first case/packet):");
+            let _ = writeln!(
+                o,
+                "  diverging cells by kind (cells, cases, first case/packet):"
+            );
             for k in &kinds {
                 let _ = writeln!(
                     o,
@@ -333,6 +336,9 @@ fn kind_key(d: &Diff) -> (String, String, String) {
     (d.column.to_string(), blur(&d.kernel), blur(&d.ctsim))
 }
 
+/// A case's result, with the case and its run kept when it diverged.
+type Finished = (CaseResult, Option<(Case, Outcome)>);
+
 /// Runs the fuzz. `progress` gets one line per case and per reproducer.
 pub fn run(opts: &FuzzOptions, progress: &(dyn Fn(&str) + Sync)) -> Result<FuzzReport, FuzzError> {
     let lim = opts.limits();
@@ -342,7 +348,7 @@ pub fn run(opts: &FuzzOptions, progress: &(dyn Fn(&str) + Sync)) -> Result<FuzzR
     let next = AtomicU64::new(opts.first_case);
     let end = opts.first_case.saturating_add(opts.cases);
     let stop = AtomicBool::new(false);
-    let results: Mutex<Vec<(CaseResult, Option<(Case, Outcome)>)>> = Mutex::new(Vec::new());
+    let results: Mutex<Vec<Finished>> = Mutex::new(Vec::new());
     let fatal: Mutex<Option<FuzzError>> = Mutex::new(None);
 
     let worker = || {
@@ -403,7 +409,7 @@ pub fn run(opts: &FuzzOptions, progress: &(dyn Fn(&str) + Sync)) -> Result<FuzzR
     };
     std::thread::scope(|s| {
         for _ in 0..opts.jobs.max(1) {
-            s.spawn(&worker);
+            s.spawn(worker);
         }
     });
     if let Some(e) = fatal.into_inner().unwrap_or_else(|p| p.into_inner()) {
@@ -446,13 +452,20 @@ pub fn run(opts: &FuzzOptions, progress: &(dyn Fn(&str) + Sync)) -> Result<FuzzR
             Err(_) => false,
         };
         if !repeats {
-            progress(&format!("case {}: divergence did not repeat; flaky", res.index));
+            progress(&format!(
+                "case {}: divergence did not repeat; flaky",
+                res.index
+            ));
             report.flaky.push((res.index, first.clone()));
             continue;
         }
         let deadline = Instant::now() + opts.minimise_time;
         let shrunk = minimise::shrink(case, outcome, first, deadline, lenient)?;
-        let diff = shrunk.outcome.first().cloned().unwrap_or_else(|| first.clone());
+        let diff = shrunk
+            .outcome
+            .first()
+            .cloned()
+            .unwrap_or_else(|| first.clone());
         let dir = minimise::golden_dir(&opts.out, opts.seed, case);
         let command = opts.command_text();
         let prov = minimise::Provenance {
@@ -570,7 +583,10 @@ mod tests {
         let kinds = rep.kinds();
         assert_eq!(kinds.len(), 2);
         assert_eq!(kinds[1].key.1, "filter:INPUT:N");
-        assert_eq!((kinds[0].cells, kinds[0].cases, kinds[0].example), (1, 1, (4, 1)));
+        assert_eq!(
+            (kinds[0].cells, kinds[0].cases, kinds[0].example),
+            (1, 1, (4, 1))
+        );
         let s = rep.render();
         assert!(
             s.starts_with("fuzz-kernel: 2 cases (1 realtime), 15 packets compared, 14 agree, 1 diverge, 1 cases diverge"),
