@@ -10,6 +10,13 @@
 //! ([`minimise`]) and written as a golden case directory
 //! `fuzz-<seed>-<case>/` under [`FuzzOptions::out`].
 //!
+//! Longer runs, e.g. 20,000 packets: `ctsim fuzz-kernel --seed S --cases 700
+//! --max-packets 40 --no-timeouts --keep-going` (about 14,000 packets in a few
+//! minutes) plus a realtime batch `--cases 250 --max-packets 30 --jobs 4
+//! --keep-going` (realtime cases cost their gaps in wall-clock time). The
+//! summary groups every diverging cell by kind; one reproducer is written per
+//! kind. Re-run one case with `--first-case K --cases 1`.
+//!
 //! What it does not do: judge who is right (the kernel is, by definition),
 //! fix anything, or fuzz NAT, helpers, fragments or non-Ethernet links — the
 //! generator does not produce them.
