@@ -14,6 +14,7 @@
 
 pub mod capture;
 pub mod conntrack;
+pub mod fuzzdiff;
 pub mod netfilter;
 pub mod oracle;
 pub mod pipeline;

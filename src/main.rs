@@ -36,6 +36,8 @@ enum Cmd {
     Replay(ReplayArgs),
     /// Replay a capture through the real Linux netfilter in network namespaces (root).
     Kernel(KernelArgs),
+    /// Differential fuzz: random captures and rules through the kernel and ctsim (root).
+    FuzzKernel(FuzzArgs),
     /// Parse and check a rule file the way iptables-restore would, and list it.
     CheckRules {
         /// iptables-save output or a file of `iptables …` lines.
@@ -237,6 +239,22 @@ fn main() {
         Cmd::Replay(a) => replay(a),
         Cmd::Kernel(a) => kernel(a),
         Cmd::CheckRules { file } => check_rules(file),
+        Cmd::FuzzKernel(a) => {
+            let keep_going = a.keep_going;
+            let opts = a.into_options();
+            match ctsim::fuzzdiff::run(&opts, &|line| eprintln!("{line}")) {
+                Ok(rep) => {
+                    eprint!("{}", rep.render());
+                    if rep.clean() || keep_going {
+                        Ok(())
+                    } else {
+                        Err(anyhow::anyhow!("ctsim and the kernel disagree"))
+                    }
+                }
+                Err(ctsim::fuzzdiff::FuzzError::Oracle(e)) => Err(e.into()),
+                Err(e) => Err(e.into()),
+            }
+        }
     };
     if let Err(e) = r {
         // A closed pipe (`| head`) is not a failure.
@@ -343,4 +361,69 @@ fn kernel(args: KernelArgs) -> anyhow::Result<()> {
         rows.len() as f64 / secs.max(1e-9)
     );
     Ok(())
+}
+
+/// `ctsim fuzz-kernel`: options of [`ctsim::fuzzdiff::run`].
+#[derive(clap::Args, Debug)]
+struct FuzzArgs {
+    /// Seed of the run; case K of seed S is the same on every machine.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Number of cases.
+    #[arg(long, default_value_t = 10)]
+    cases: u64,
+    /// Index of the first case (to re-run one case of an earlier run).
+    #[arg(long, default_value_t = 0)]
+    first_case: u64,
+    /// Packets per case at most.
+    #[arg(long, default_value_t = 24)]
+    max_packets: usize,
+    /// Packets per realtime (shortened-timeout) case at most.
+    #[arg(long, default_value_t = 12)]
+    max_realtime_packets: usize,
+    /// Only IPv4 cases.
+    #[arg(long)]
+    no_ipv6: bool,
+    /// No realtime cases with shortened timeouts.
+    #[arg(long)]
+    no_timeouts: bool,
+    /// Directory the reproducers go to (as fuzz-SEED-CASE/).
+    #[arg(long, default_value = "tests/golden")]
+    out: std::path::PathBuf,
+    /// Go on after a divergence; exit 0 anyway.
+    #[arg(long)]
+    keep_going: bool,
+    /// Do not shrink divergences or write reproducers.
+    #[arg(long)]
+    no_minimise: bool,
+    /// Seconds one shrink may take.
+    #[arg(long, default_value_t = 300)]
+    minimise_secs: u64,
+    /// Cases run at once (realtime cases mostly sleep).
+    #[arg(long, short, default_value_t = 1)]
+    jobs: usize,
+    /// Do not compare ctstatus/tcp_state of packets both sides call INVALID.
+    #[arg(long)]
+    lenient_invalid_entry: bool,
+}
+
+impl FuzzArgs {
+    fn into_options(self) -> ctsim::fuzzdiff::FuzzOptions {
+        ctsim::fuzzdiff::FuzzOptions {
+            seed: self.seed,
+            cases: self.cases,
+            first_case: self.first_case,
+            max_packets: self.max_packets,
+            max_realtime_packets: self.max_realtime_packets,
+            ipv6: !self.no_ipv6,
+            timeouts: !self.no_timeouts,
+            out: self.out,
+            keep_going: self.keep_going,
+            minimise: !self.no_minimise,
+            minimise_time: std::time::Duration::from_secs(self.minimise_secs),
+            jobs: self.jobs,
+            lenient_invalid_entry: self.lenient_invalid_entry,
+            command: std::env::args().collect::<Vec<_>>().join(" "),
+        }
+    }
 }
