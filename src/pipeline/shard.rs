@@ -335,7 +335,10 @@ pub(crate) fn replay_sharded(
             })
             .expect("spawning the reader thread");
         let merged = merge(jobs, merge_rx, cfg.trace, sink);
-        let read = read.join().unwrap_or(Ok(0));
+        let read = match read.join() {
+            Ok(r) => r,
+            Err(panic) => std::panic::resume_unwind(panic),
+        };
         let mut stats = merged?;
         match read {
             Ok(n) => stats.frames = n,
