@@ -83,6 +83,10 @@ struct ReplayArgs {
     /// Do not print the summary on stderr.
     #[arg(long, short)]
     quiet: bool,
+    /// Worker threads (shards by address pair); default: all cores. The
+    /// output is the same for every value.
+    #[arg(long, short = 'j', value_name = "N", default_value_t = 0)]
+    jobs: usize,
 }
 
 /// Reads `--rules` and `--rules6` into one rule file: IPv4 tables from
@@ -213,7 +217,8 @@ fn replay(a: ReplayArgs) -> Result<()> {
         trace,
         summary: Summary::default(),
     };
-    let res = pipeline::replay(&a.common.capture, &rules, &cfg, &mut sink);
+    let opts = pipeline::ReplayOptions { jobs: a.jobs };
+    let res = pipeline::replay_with(&a.common.capture, &rules, &cfg, &opts, &mut sink);
     sink.rows.flush()?;
     if let Some(t) = &mut sink.trace {
         t.flush()?;
@@ -221,6 +226,9 @@ fn replay(a: ReplayArgs) -> Result<()> {
     let stats = res.with_context(|| format!("replaying {}", a.common.capture.display()))?;
     if !a.quiet {
         eprint!("{}", sink.summary.render());
+        if let Some(why) = stats.single_shard {
+            eprintln!("ctsim: ran on one worker: {why}");
+        }
         if stats.bad_l4_checksums > 0 && stats.bad_l4_checksums * 2 >= stats.checked_l4_checksums {
             eprintln!(
                 "ctsim: warning: {} of {} packets arriving from outside have bad TCP/UDP/ICMP checksums — \

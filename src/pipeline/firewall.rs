@@ -94,6 +94,28 @@ impl<'r> Firewall<'r> {
             .clone()
     }
 
+    /// Moves this firewall's clock to the capture-wide clock. A shard sees
+    /// only some frames; its conntrack timers must still run on the time of
+    /// the whole capture so that results do not depend on the shard count.
+    pub fn advance_clock(&mut self, to: Timestamp) {
+        self.clock.advance(to);
+    }
+
+    /// Gives back the rows of fragments whose datagram timed out by `now`,
+    /// as the next frame would. A shard that sees no frame for a long time
+    /// calls this so that held rows do not wait for the end of the capture.
+    pub fn expire_fragments(&mut self, now: Timestamp, emit: &mut impl FnMut(Row)) {
+        let timeouts = DefragTimeouts::from(&self.cfg.sysctls);
+        for exp in self.defrag.expire(now, timeouts) {
+            for idx in exp.fragments {
+                if let Some(mut row) = self.held.remove(&idx) {
+                    row.verdict = RowVerdict::Defrag;
+                    emit(row);
+                }
+            }
+        }
+    }
+
     /// Processes one capture frame; finished rows go to `emit` (possibly
     /// several, for a completed fragment set, or none, for a held fragment).
     pub fn process(

@@ -2,17 +2,21 @@
 //! model, and hand rows to the writers in capture order.
 //!
 //! Rows of fragments come out when their datagram completes, so a small
-//! reorder buffer restores capture order before writing.
+//! reorder buffer restores capture order before writing. With more than one
+//! worker the capture is sharded by address pair ([`shard`]); the output is
+//! byte-identical for every worker count.
 
 pub mod firewall;
+pub mod shard;
 
 pub use firewall::{EngineConfig, Firewall};
 
 use crate::capture::{CaptureError, CaptureReader};
 use crate::conntrack::Event;
 use crate::report::Row;
-use crate::rules::Ruleset;
-use std::collections::BTreeMap;
+use crate::rules::{RuleState, Ruleset};
+use crate::time::Timestamp;
+use shard::LocalOrder;
 use std::path::Path;
 
 /// Receives the results of a replay, in capture order.
@@ -27,14 +31,27 @@ pub enum ReplayError {
     Capture(#[from] CaptureError),
     #[error("writing output: {0}")]
     Io(#[from] std::io::Error),
-    #[error(
-        "packet {packet}: link type {linktype} is not supported; supported: {}",
-        crate::capture::Linktype::supported_list()
-    )]
-    Linktype {
-        packet: u64,
-        linktype: crate::capture::Linktype,
-    },
+    #[error("{file}: link type {linktype} is not supported; supported: {}", crate::capture::Linktype::supported_list())]
+    Linktype { file: String, linktype: crate::capture::Linktype },
+}
+
+/// Refuses a capture whose (first) link type ctsim cannot decode, before
+/// any row is written: a clear error beats a file of undecodable rows.
+fn check_linktype(capture: &Path) -> Result<(), ReplayError> {
+    let mut probe = CaptureReader::open(capture)?;
+    let first = match probe.next_frame() {
+        Ok(Some(f)) => Some(f.linktype),
+        // Errors surface again, with their context, in the real pass.
+        _ => None,
+    };
+    let bad = first
+        .into_iter()
+        .chain(probe.interfaces().iter().map(|i| i.linktype))
+        .find(|l| !l.is_supported());
+    match bad {
+        Some(linktype) => Err(ReplayError::Linktype { file: capture.display().to_string(), linktype }),
+        None => Ok(()),
+    }
 }
 
 /// Totals of a replay.
@@ -44,50 +61,90 @@ pub struct ReplayStats {
     pub bad_l4_checksums: u64,
     pub checked_l4_checksums: u64,
     pub conntrack_entries: usize,
+    /// Workers the replay ran on.
+    pub shards: usize,
+    /// Why it ran on one worker although more were asked for.
+    pub single_shard: Option<&'static str>,
+    /// Rule counters of all workers, merged.
+    pub rule_state: Option<RuleState>,
 }
 
-/// Restores capture order for rows that come out of order.
-struct Reorder {
-    next: u64,
-    waiting: BTreeMap<u64, Row>,
+/// How to run a replay.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ReplayOptions {
+    /// Workers (shards); 0 means one per available core.
+    pub jobs: usize,
 }
 
-impl Reorder {
-    fn push(&mut self, row: Row, sink: &mut dyn Sink) -> std::io::Result<()> {
-        if row.packet == self.next && self.waiting.is_empty() {
-            self.next += 1;
-            return sink.row(&row);
+impl ReplayOptions {
+    /// The worker count asked for, 0 resolved to the machine's cores.
+    pub fn resolved_jobs(&self) -> usize {
+        match self.jobs {
+            0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+            n => n,
         }
-        self.waiting.insert(row.packet, row);
-        while let Some(e) = self.waiting.first_entry() {
-            if *e.key() != self.next {
-                break;
-            }
-            let r = e.remove();
-            self.next += 1;
-            sink.row(&r)?;
-        }
-        Ok(())
+        .min(shard::MAX_JOBS)
     }
 }
 
-/// Replays a capture through one firewall model, writing rows to `sink`.
-/// A capture that ends in a damaged record still yields every complete
-/// record before the error is returned.
+/// Replays a capture on one worker per core, writing rows to `sink`.
 pub fn replay(
     capture: &Path,
     rules: &Ruleset,
     cfg: &EngineConfig,
     sink: &mut dyn Sink,
 ) -> Result<ReplayStats, ReplayError> {
-    let mut reader = CaptureReader::open(capture)?;
-    let mut fw = Firewall::new(rules, cfg);
-    let mut reorder = Reorder {
-        next: 1,
-        waiting: BTreeMap::new(),
+    replay_with(capture, rules, cfg, &ReplayOptions::default(), sink)
+}
+
+/// Replays a capture through the firewall model, writing rows to `sink` in
+/// capture order; the output is the same for every worker count. A capture
+/// that ends in a damaged record still yields every complete record before
+/// the error is returned.
+pub fn replay_with(
+    capture: &Path,
+    rules: &Ruleset,
+    cfg: &EngineConfig,
+    opts: &ReplayOptions,
+    sink: &mut dyn Sink,
+) -> Result<ReplayStats, ReplayError> {
+    check_linktype(capture)?;
+    let reader = CaptureReader::open(capture)?;
+    let mut jobs = opts.resolved_jobs();
+    let single_shard = if jobs > 1 {
+        shard::coupling(rules, cfg)
+    } else {
+        None
     };
-    let mut stats = ReplayStats::default();
-    let mut io_err: Option<std::io::Error> = None;
+    if single_shard.is_some() {
+        jobs = 1;
+    }
+    let mut stats = if jobs > 1 {
+        shard::replay_sharded(reader, rules, cfg, jobs, sink)?
+    } else {
+        replay_inline(reader, rules, cfg, sink)?
+    };
+    stats.single_shard = single_shard;
+    Ok(stats)
+}
+
+/// One firewall on the caller's thread, with the same clock, gc schedule
+/// and event order as the sharded path.
+fn replay_inline(
+    mut reader: CaptureReader,
+    rules: &Ruleset,
+    cfg: &EngineConfig,
+    sink: &mut dyn Sink,
+) -> Result<ReplayStats, ReplayError> {
+    let mut fw = Firewall::new(rules, cfg);
+    let mut order = LocalOrder::default();
+    let mut rows: Vec<Row> = Vec::with_capacity(16);
+    let mut events = Vec::new();
+    let mut stats = ReplayStats {
+        shards: 1,
+        ..ReplayStats::default()
+    };
+    let mut now = Timestamp(0);
     let mut capture_err = None;
     loop {
         let frame = match reader.next_frame() {
@@ -99,42 +156,31 @@ pub fn replay(
             }
         };
         stats.frames += 1;
-        if !frame.linktype.is_supported() {
-            return Err(ReplayError::Linktype {
-                packet: frame.index,
-                linktype: frame.linktype,
-            });
+        now = now.max(frame.ts);
+        let ev = cfg.trace.then_some(&mut events);
+        shard::sweep_at(&mut fw, now, frame.index, ev);
+        order.expect(frame.index);
+        let ev = cfg.trace.then_some(&mut events);
+        shard::process_at(&mut fw, &frame, now, ev, &mut |row| {
+            order.push(row, &mut rows)
+        });
+        for r in rows.drain(..) {
+            sink.row(&r)?;
         }
-        let iface = None;
-        let mut emit = |row: Row| {
-            if io_err.is_none()
-                && let Err(e) = reorder.push(row, sink)
-            {
-                io_err = Some(e);
-            }
-        };
-        fw.process(&frame, iface, &mut emit);
-        if cfg.trace {
-            sink.events(&mut fw.ct.drain_events())?;
-        }
-        if let Some(e) = io_err.take() {
-            return Err(e.into());
+        if !events.is_empty() {
+            shard::order_events(&mut events);
+            sink.events(&mut events.drain(..).map(|t| t.event))?;
         }
     }
-    let mut emit = |row: Row| {
-        if io_err.is_none()
-            && let Err(e) = reorder.push(row, sink)
-        {
-            io_err = Some(e);
-        }
-    };
-    fw.finish(&mut emit);
-    if let Some(e) = io_err.take() {
-        return Err(e.into());
+    fw.finish(&mut |row| order.push(row, &mut rows));
+    order.drain(&mut rows);
+    for r in rows.drain(..) {
+        sink.row(&r)?;
     }
     stats.bad_l4_checksums = fw.bad_l4_checksums;
     stats.checked_l4_checksums = fw.checked_l4_checksums;
     stats.conntrack_entries = fw.ct.len();
+    stats.rule_state = Some(fw.rule_state);
     if let Some(e) = capture_err {
         return Err(e.into());
     }
