@@ -147,8 +147,28 @@ impl fmt::Display for Reason {
             Reason::Tcp(r) => r.fmt(f),
             Reason::HelperDrop(why) => write!(f, "dropping packet: {why}"),
             Reason::OuterDaddr { outer, inner } => {
-                write!(f, "outer daddr {outer} != inner {inner}")
+                f.write_str("outer daddr ")?;
+                write_addr_pi(f, outer)?;
+                f.write_str(" != inner ")?;
+                write_addr_pi(f, inner)
             }
+        }
+    }
+}
+
+/// An address as the kernel's `%pI4` / `%pI6` print it: IPv6 in full,
+/// eight groups of four hex digits, no `::` compression.
+fn write_addr_pi(f: &mut fmt::Formatter<'_>, a: &IpAddr) -> fmt::Result {
+    match a {
+        IpAddr::V4(v4) => write!(f, "{v4}"),
+        IpAddr::V6(v6) => {
+            for (i, g) in v6.segments().iter().enumerate() {
+                if i > 0 {
+                    f.write_str(":")?;
+                }
+                write!(f, "{g:04x}")?;
+            }
+            Ok(())
         }
     }
 }
@@ -402,6 +422,21 @@ impl Conntrack {
         (c.expires > now).then_some(c)
     }
 
+    /// `nf_ct_set_closing`: a REJECT with a TCP reset closes the confirmed
+    /// TCP entry of the rejected packet (state CLOSE, CLOSE's timeout).
+    pub fn set_closing(&mut self, r: CtRef, now: Timestamp) {
+        let CtRef::Table(id) = r else { return };
+        let close = Sysctls::secs(self.sysctls.tcp_timeout_close);
+        let c = self.table.get_mut(id);
+        if let ProtoState::Tcp(t) = &mut c.proto {
+            let old = t.state;
+            t.state = TcpState::Close;
+            if old != TcpState::Close && !c.status.has(Status::FIXED_TIMEOUT) {
+                c.expires = now.add(close);
+            }
+        }
+    }
+
     /// True when an entry with this tuple (either direction) is alive.
     pub fn is_tracked(&self, t: &Tuple, now: Timestamp) -> bool {
         self.table
@@ -519,6 +554,11 @@ impl Conntrack {
                         return CtResult::invalid(Some(Reason::Text(icmp::bad_checksum_reason(
                             pkt.proto,
                         ))));
+                    }
+                    if pkt.proto == ipproto::ICMPV6 && ic.icmp_type == 137 {
+                        if let Some(r) = self.icmpv6_redirect(pkt, inp) {
+                            return r;
+                        }
                     }
                     match class {
                         IcmpClass::UnknownType => {
@@ -732,9 +772,47 @@ impl Conntrack {
         }
     }
 
+    /// ICMPv6 redirects (type 137) are checked like errors when they carry
+    /// the redirected packet (`nf_conntrack_icmpv6_redirect`). None: the
+    /// message goes the normal tuple path (and, having no reply type, ends
+    /// INVALID there without a log line).
+    fn icmpv6_redirect(&mut self, pkt: &Packet<'_>, inp: &HookInput) -> Option<CtResult> {
+        let L4::Icmpv6(ic) = pkt.l4 else { return None };
+        let (whole, opt) = pkt.redirect6()?;
+        if !whole {
+            return Some(CtResult::invalid(Some(Reason::Text("short redirect"))));
+        }
+        if ic.code != 0 {
+            return None;
+        }
+        let link_local = matches!(pkt.src, IpAddr::V6(s) if s.segments()[0] & 0xffc0 == 0xfe80);
+        if pkt.ttl != 255 || !link_local {
+            return Some(CtResult::invalid(Some(Reason::Text(
+                "invalid saddr or hoplimit for redirect",
+            ))));
+        }
+        match opt {
+            None | Some((_, 0)) => Some(CtResult::invalid(Some(Reason::Text(
+                "redirect without options",
+            )))),
+            // Option 4: Redirected Header, the quoted packet.
+            Some((4, _)) => Some(self.related_lookup(pkt.redirect6_inner(), pkt, inp)),
+            Some(_) => None,
+        }
+    }
+
     /// RELATED lookup for an ICMP(v6) error (`nf_conntrack_inet_error`).
     fn icmp_error(&mut self, pkt: &Packet<'_>, inp: &HookInput) -> CtResult {
-        let Some(Ok(inner)) = pkt.inner() else {
+        self.related_lookup(pkt.inner(), pkt, inp)
+    }
+
+    fn related_lookup(
+        &mut self,
+        inner: Option<Result<crate::wire::InnerPacket, crate::wire::InnerError>>,
+        pkt: &Packet<'_>,
+        inp: &HookInput,
+    ) -> CtResult {
+        let Some(Ok(inner)) = inner else {
             return CtResult::invalid(None);
         };
         let Some(orig) = Tuple::from_inner(&inner) else {

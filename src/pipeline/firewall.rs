@@ -16,7 +16,8 @@ use crate::netfilter::{Hook, Path, RouteDrop, Topology};
 use crate::report::{Notes, Row, RowPacket, RowVerdict};
 use crate::rules::matches::meta::addrtype;
 use crate::rules::{
-    CtAction, CtTupleView, CtView, Decision, EvalCtx, RuleRef, RuleState, Ruleset, TableId, Verdict,
+    CtAction, CtTupleView, CtView, Decision, EvalCtx, RejectWith, RuleRef, RuleState, Ruleset,
+    TableId, Verdict,
 };
 use crate::time::{Clock, Timestamp};
 use crate::wire::{self, DecodeError, L4, Packet};
@@ -56,6 +57,8 @@ pub struct Firewall<'r> {
 struct Walk<'r> {
     verdict: RowVerdict,
     rule: Option<RuleRef<'r>>,
+    /// REJECT sent a TCP reset.
+    tcp_reset: bool,
 }
 
 impl<'r> Firewall<'r> {
@@ -388,6 +391,16 @@ impl<'r> Firewall<'r> {
             Some(w) => {
                 row.verdict = w.verdict;
                 row.rule = w.rule.map(|r| self.label(r));
+                // nf_send_reset puts the entry into CLOSE when it really
+                // sends a reset: not in answer to a RST, nor to a segment
+                // whose checksum it refuses.
+                if w.tcp_reset
+                    && let L4::Tcp(t) = pkt.l4
+                    && t.flags & crate::wire::tcpflag::RST == 0
+                    && csum_ok != Some(false)
+                {
+                    self.ct.set_closing(res.conn, now);
+                }
                 self.ct.discard(&res, &inp);
                 res.conn
             }
@@ -456,6 +469,7 @@ impl<'r> Firewall<'r> {
             return Some(Walk {
                 verdict: RowVerdict::Drop,
                 rule: None,
+                tcp_reset: false,
             });
         }
         let filter_hook = match path {
@@ -517,10 +531,12 @@ fn final_walk<'r>(d: &Decision<'r>) -> Option<Walk<'r>> {
         Verdict::Drop => Some(Walk {
             verdict: RowVerdict::Drop,
             rule: Some(d.rule),
+            tcp_reset: false,
         }),
-        Verdict::Reject(_) => Some(Walk {
+        Verdict::Reject(with) => Some(Walk {
             verdict: RowVerdict::Reject,
             rule: Some(d.rule),
+            tcp_reset: with == RejectWith::TcpReset,
         }),
     }
 }

@@ -31,8 +31,14 @@ pub enum ReplayError {
     Capture(#[from] CaptureError),
     #[error("writing output: {0}")]
     Io(#[from] std::io::Error),
-    #[error("{file}: link type {linktype} is not supported; supported: {}", crate::capture::Linktype::supported_list())]
-    Linktype { file: String, linktype: crate::capture::Linktype },
+    #[error(
+        "{file}: link type {linktype} is not supported; supported: {}",
+        crate::capture::Linktype::supported_list()
+    )]
+    Linktype {
+        file: String,
+        linktype: crate::capture::Linktype,
+    },
 }
 
 /// Refuses a capture whose (first) link type ctsim cannot decode, before
@@ -49,7 +55,10 @@ fn check_linktype(capture: &Path) -> Result<(), ReplayError> {
         .chain(probe.interfaces().iter().map(|i| i.linktype))
         .find(|l| !l.is_supported());
     match bad {
-        Some(linktype) => Err(ReplayError::Linktype { file: capture.display().to_string(), linktype }),
+        Some(linktype) => Err(ReplayError::Linktype {
+            file: capture.display().to_string(),
+            linktype,
+        }),
         None => Ok(()),
     }
 }

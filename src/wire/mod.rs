@@ -293,6 +293,32 @@ impl<'a> Packet<'a> {
 
     /// For an ICMP error (types 3, 4, 5, 11, 12) or ICMPv6 error (types
     /// below 128): the quoted packet. `None` for any other packet.
+    /// For an ICMPv6 redirect (type 137): whether the datagram holds the
+    /// whole fixed message (header, target, destination: 40 bytes) and the
+    /// first option's type and length, if there are two bytes of it.
+    pub fn redirect6(&self) -> Option<(bool, Option<(u8, u8)>)> {
+        let L4::Icmpv6(i) = self.l4 else { return None };
+        if i.icmp_type != 137 {
+            return None;
+        }
+        let msg_len = self.l4_len() as usize;
+        let whole = msg_len >= 40;
+        // The option header sits after the 32 bytes of addresses.
+        let opt = (msg_len >= 42)
+            .then(|| i.body.get(32..34).map(|b| (b[0], b[1])))
+            .flatten();
+        Some((whole, opt))
+    }
+
+    /// The packet quoted in an ICMPv6 redirect's Redirected Header option
+    /// (option header at message offset 40, 8 bytes, then the packet).
+    pub fn redirect6_inner(&self) -> Option<Result<InnerPacket, InnerError>> {
+        let L4::Icmpv6(i) = self.l4 else { return None };
+        let body = i.body.get(40..).unwrap_or(&[]);
+        let in_datagram = self.l4_len().saturating_sub(48) as usize;
+        Some(icmp::parse_inner(body, in_datagram, Family::Ipv6))
+    }
+
     pub fn inner(&self) -> Option<Result<InnerPacket, InnerError>> {
         let (body, family) = match self.l4 {
             L4::Icmp(i) if icmp::is_icmp_error(i.icmp_type) => (i.body, Family::Ipv4),

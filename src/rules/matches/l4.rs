@@ -36,6 +36,21 @@ impl PortRange {
     }
 }
 
+/// The `--sport`/`--dport` pair of a tcp or udp match. iptables-nft
+/// (1.8.9, the one the kernel oracle runs) translates `! --sport A
+/// ! --dport B` with single ports into one 4-byte "not equal" compare over
+/// both port fields, so the rule matches unless *both* ports are equal — not
+/// when each differs, as xt_tcp would. We model what the kernel executes.
+#[inline]
+fn ports_match(sport: Option<PortRange>, dport: Option<PortRange>, sp: u16, dp: u16) -> bool {
+    match (sport, dport) {
+        (Some(s), Some(d)) if s.inv && d.inv && s.lo == s.hi && d.lo == d.hi => {
+            !(sp == s.lo && dp == d.lo)
+        }
+        _ => sport.is_none_or(|r| r.test(sp)) && dport.is_none_or(|r| r.test(dp)),
+    }
+}
+
 fn need_proto(pc: &ParseCtx, proto: u8, what: &str, needs: &'static str) -> Result<(), Fail> {
     if pc.proto != proto || pc.proto_inv {
         return Err(Fail::new(RuleErrorKind::NeedsProtocol {
@@ -67,14 +82,7 @@ impl TcpMatch {
         let (Some(sp), Some(dp), Some(fl)) = (ctx.sport, ctx.dport, ctx.tcp_flags) else {
             return false;
         };
-        if let Some(r) = &self.sport
-            && !r.test(sp)
-        {
-            return false;
-        }
-        if let Some(r) = &self.dport
-            && !r.test(dp)
-        {
+        if !ports_match(self.sport, self.dport, sp, dp) {
             return false;
         }
         if let Some((mask, cmp, inv)) = self.flags
@@ -249,7 +257,7 @@ impl UdpMatch {
         let (Some(sp), Some(dp)) = (ctx.sport, ctx.dport) else {
             return false;
         };
-        self.sport.is_none_or(|r| r.test(sp)) && self.dport.is_none_or(|r| r.test(dp))
+        ports_match(self.sport, self.dport, sp, dp)
     }
     pub(crate) fn describe(&self) -> String {
         let mut s = String::from(" udp");
@@ -675,6 +683,34 @@ impl MatchExt for MultiportExt {
             }));
         }
         Ok(Match::Multiport(m))
+    }
+}
+
+#[cfg(test)]
+mod nft_quirk_tests {
+    use super::*;
+
+    // Observed on iptables v1.8.9 (nf_tables) with `nft --debug=netlink`:
+    // `! --sport 123 ! --dport 123` becomes `cmp neq` over 4 bytes; ranges
+    // stay separate compares.
+    #[test]
+    fn both_inverted_single_ports_compare_as_one_field() {
+        let inv = |p| {
+            Some(PortRange {
+                lo: p,
+                hi: p,
+                inv: true,
+            })
+        };
+        assert!(!ports_match(inv(123), inv(123), 123, 123));
+        assert!(ports_match(inv(123), inv(123), 40004, 123));
+        assert!(ports_match(inv(123), inv(123), 123, 40004));
+        let range = Some(PortRange {
+            lo: 1,
+            hi: 5,
+            inv: true,
+        });
+        assert!(!ports_match(range, inv(123), 40004, 123));
     }
 }
 
