@@ -52,10 +52,11 @@ impl Hook {
     }
 }
 
-/// The hooks a packet entered, in order (at most three).
+/// The hooks a packet entered, in order (at most four: a packet from the
+/// firewall to itself loops OUTPUT>POSTROUTING>PREROUTING>INPUT).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct HookTrail {
-    hooks: [Option<Hook>; 3],
+    hooks: [Option<Hook>; 4],
     len: u8,
 }
 

@@ -407,6 +407,9 @@ impl<'r> Firewall<'r> {
             None => match self.ct.confirm(&res, pkt, &inp) {
                 Ok(r) => {
                     row.verdict = RowVerdict::Accept;
+                    if path == Path::Output && topo.is_local(&pkt.dst) {
+                        self.loopback(&mut ctx, row);
+                    }
                     r
                 }
                 Err(why) => {
@@ -429,6 +432,40 @@ impl<'r> Firewall<'r> {
         if let Some(c) = entry {
             row.ctstatus = Some(c.status);
             row.tcp_state = c.tcp_state();
+        }
+    }
+
+    /// A packet from the firewall to one of its own addresses, after
+    /// POSTROUTING confirmed it, comes back in on `lo`: PREROUTING (the entry
+    /// is already attached, conntrack skips it), then INPUT.
+    /// The row's rule stays the OUTPUT filter decision unless INPUT drops.
+    fn loopback(&mut self, ctx: &mut EvalCtx<'_>, row: &mut Row) {
+        ctx.in_iface = Some("lo");
+        ctx.out_iface = None;
+        ctx.locally_generated = false;
+        for (table, hook) in [
+            (TableId::Raw, Hook::Prerouting),
+            (TableId::Mangle, Hook::Prerouting),
+            (TableId::Mangle, Hook::Input),
+            (TableId::Filter, Hook::Input),
+        ] {
+            if table == TableId::Raw {
+                row.chains.push(Hook::Prerouting);
+            } else if hook == Hook::Input && table == TableId::Mangle {
+                row.chains.push(Hook::Input);
+            }
+            match self.eval(table, hook, ctx) {
+                Some(d) => {
+                    if let Some(w) = final_walk(&d) {
+                        row.verdict = w.verdict;
+                        row.rule = w.rule.map(|r| self.label(r));
+                        return;
+                    }
+                    // An accepted packet keeps the OUTPUT decision as its
+                    // rule, as the oracle reports it.
+                }
+                None => {}
+            }
         }
     }
 
