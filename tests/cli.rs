@@ -211,3 +211,47 @@ fn replay_writes_the_documented_columns() {
     ));
     assert_eq!(csv.lines().count(), 1 + 49);
 }
+
+/// Without `--iface`, `-i` matches the pcapng interface the packet was
+/// captured on (`if_name`); `--iface` overrides it.
+#[test]
+fn pcapng_interface_names_feed_the_in_interface() {
+    let cap = root().join("../shared/captures/linktypes/zeek_pcapng-multi-interface.pcapng");
+    if !cap.exists() {
+        eprintln!("!!! SKIPPED: ../shared/captures is absent !!!");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let rules = dir.path().join("i.rules");
+    std::fs::write(
+        &rules,
+        "*filter\n:FORWARD ACCEPT [0:0]\n-A FORWARD -i eth0 -j DROP\nCOMMIT\n",
+    )
+    .unwrap();
+    let run = |extra: &[&str]| {
+        let mut args = vec![
+            "replay",
+            cap.to_str().unwrap(),
+            "--rules",
+            rules.to_str().unwrap(),
+            "--quiet",
+        ];
+        args.extend_from_slice(extra);
+        let o = ctsim(&args);
+        assert!(o.status.success(), "{}", stderr(&o));
+        String::from_utf8(o.stdout).unwrap()
+    };
+    let by_name = run(&[]);
+    let first: Vec<&str> = by_name.lines().nth(1).unwrap().split(',').collect();
+    assert_eq!(
+        (first[14], first[15]),
+        ("DROP", "filter:FORWARD:1"),
+        "packet 1 was captured on eth0"
+    );
+    let overridden = run(&["--iface", "wan0=0.0.0.0/0"]);
+    let first: Vec<&str> = overridden.lines().nth(1).unwrap().split(',').collect();
+    assert_eq!(
+        first[14], "ACCEPT",
+        "--iface puts every address behind wan0"
+    );
+}

@@ -18,6 +18,7 @@ pub struct Frames {
 impl Frames {
     pub fn iter(&self) -> impl Iterator<Item = Frame<'_>> {
         self.meta.iter().map(|(index, ts, lt, orig, r)| Frame {
+            interface_name: None,
             index: *index,
             ts: *ts,
             linktype: *lt,

@@ -106,6 +106,8 @@ pub struct Frame<'a> {
     /// pcapng interface, numbered file-wide across sections (see
     /// [`Interface::id`]); 0 for pcap.
     pub interface: u32,
+    /// The pcapng `if_name` of that interface, if the capture gives one.
+    pub interface_name: Option<&'a str>,
     /// The captured bytes, starting at the link-layer header.
     pub data: &'a [u8],
 }

@@ -398,6 +398,10 @@ impl<R: Read> CaptureReader<R> {
             linktype: meta.linktype,
             orig_len: meta.orig_len,
             interface: meta.interface,
+            interface_name: self
+                .interfaces
+                .get(meta.interface as usize)
+                .and_then(|i| i.name.as_deref()),
             data,
         }))
     }

@@ -196,7 +196,7 @@ pub(crate) fn process_at(
     emit: &mut impl FnMut(Row),
 ) {
     fw.advance_clock(now);
-    fw.process(frame, None, emit);
+    fw.process(frame, frame.interface_name, emit);
     if let Some(ev) = events {
         ev.extend(fw.ct.drain_events().map(|event| Tagged {
             packet: frame.index,
@@ -264,6 +264,8 @@ struct Slot {
 struct Batch {
     data: Vec<u8>,
     slots: Vec<Slot>,
+    /// pcapng interface names by interface id, as far as known.
+    ifnames: Vec<Option<Arc<str>>>,
 }
 
 impl Batch {
@@ -274,6 +276,10 @@ impl Batch {
             linktype: s.linktype,
             orig_len: s.orig_len,
             interface: s.interface,
+            interface_name: self
+                .ifnames
+                .get(s.interface as usize)
+                .and_then(|n| n.as_deref()),
             data: &self.data[s.start..s.end],
         }
     }
@@ -370,6 +376,7 @@ fn read(
             Batch {
                 data: Vec::with_capacity(BATCH_BYTES + (64 << 10)),
                 slots: Vec::with_capacity(BATCH_FRAMES),
+                ifnames: Vec::new(),
             }
         } else {
             match pool.recv() {
@@ -390,6 +397,15 @@ fn read(
                 }
             };
             frames += 1;
+            let id = f.interface as usize;
+            if let Some(name) = f.interface_name
+                && b.ifnames.get(id).is_none_or(|n| n.as_deref() != Some(name))
+            {
+                if b.ifnames.len() <= id {
+                    b.ifnames.resize(id + 1, None);
+                }
+                b.ifnames[id] = Some(Arc::from(name));
+            }
             let shard = shard_of(frame_key(&f), jobs) as u16;
             let start = b.data.len();
             b.data.extend_from_slice(f.data);

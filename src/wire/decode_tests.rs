@@ -89,6 +89,7 @@ fn eth(ethertype: u16, payload: &[u8]) -> Vec<u8> {
 
 fn frame(linktype: Linktype, data: &[u8]) -> Frame<'_> {
     Frame {
+        interface_name: None,
         index: 1,
         ts: Timestamp(0),
         linktype,
