@@ -226,6 +226,14 @@ fn replay(a: ReplayArgs) -> Result<()> {
     let stats = res.with_context(|| format!("replaying {}", a.common.capture.display()))?;
     if !a.quiet {
         eprint!("{}", sink.summary.render());
+        if let Some(state) = &stats.rule_state {
+            for (fam, cmd) in [(Family::Ipv4, "iptables"), (Family::Ipv6, "ip6tables")] {
+                if TableId::ALL.iter().any(|&t| rules.has_table(fam, t)) {
+                    eprintln!("\n# {cmd} -L -v -n -x --line-numbers, after the replay");
+                    eprint!("{}", rules.listing(fam, state));
+                }
+            }
+        }
         if let Some(why) = stats.single_shard {
             eprintln!("ctsim: ran on one worker: {why}");
         }
