@@ -255,3 +255,65 @@ fn pcapng_interface_names_feed_the_in_interface() {
         "--iface puts every address behind wan0"
     );
 }
+
+/// `--trace` agrees with the per-packet CSV (whose tcp_state and ctstatus
+/// columns the golden suite checks against the kernel): every NEW/UPDATE
+/// event carries the state and status the row of its packet shows, and the
+/// ftp helper's expectation is announced, then used by the data connection.
+#[test]
+fn trace_events_match_the_rows_and_show_expectations() {
+    let dir = tempfile::tempdir().unwrap();
+    let trace = dir.path().join("trace.csv");
+    let o = ctsim(&[
+        "replay",
+        "captures/ftp-passive.pcap",
+        "--rules",
+        "rulesets/ftp.rules",
+        "--local",
+        "10.0.1.1",
+        "--iface",
+        "lan0=10.0.1.0/24",
+        "--iface",
+        "wan0=10.0.2.0/24",
+        "--quiet",
+        "--trace",
+        trace.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let rows: Vec<csv::StringRecord> = csv::Reader::from_reader(&o.stdout[..])
+        .records()
+        .map(|r| r.unwrap())
+        .collect();
+    let events: Vec<csv::StringRecord> = csv::Reader::from_path(&trace)
+        .unwrap()
+        .records()
+        .map(|r| r.unwrap())
+        .collect();
+    let row_of = |p: &str| rows.iter().find(|r| &r[0] == p).expect("row for event");
+    let mut checked = 0;
+    for e in &events {
+        if matches!(&e[2], "NEW" | "UPDATE") {
+            let r = row_of(&e[0]);
+            assert_eq!(&e[7], &r[13], "tcp_state of event {e:?} vs row {r:?}");
+            assert_eq!(&e[8], &r[12], "status of event {e:?} vs row {r:?}");
+            checked += 1;
+        }
+    }
+    assert!(checked >= 10, "only {checked} events");
+    let kinds: Vec<(&str, &str)> = events.iter().map(|e| (&e[0], &e[2])).collect();
+    let exp = kinds
+        .iter()
+        .position(|k| k.1 == "EXP_NEW")
+        .expect("expectation created");
+    let matched = kinds
+        .iter()
+        .position(|k| k.1 == "EXP_MATCH")
+        .expect("expectation used");
+    assert!(exp < matched);
+    let data_syn = kinds[matched].0;
+    assert_eq!(
+        &row_of(data_syn)[10],
+        "RELATED",
+        "the data connection's first packet is RELATED"
+    );
+}

@@ -301,6 +301,9 @@ pub enum EventKind {
     Update,
     Destroy,
     ExpectNew,
+    /// An expectation was used by the connection it announced (the kernel
+    /// reports this as the expectation's DESTROY).
+    ExpectMatch,
     ExpectDestroy,
 }
 
@@ -311,6 +314,7 @@ impl EventKind {
             EventKind::Update => "UPDATE",
             EventKind::Destroy => "DESTROY",
             EventKind::ExpectNew => "EXP_NEW",
+            EventKind::ExpectMatch => "EXP_MATCH",
             EventKind::ExpectDestroy => "EXP_DESTROY",
         }
     }
@@ -696,6 +700,7 @@ impl Conntrack {
                 .is_some_and(|c| c.uid == uid && c.expires > inp.now)
         };
         if let Some(exp) = self.expect.take_match(&tuple, inp.now, master_alive) {
+            self.expect_event(EventKind::ExpectMatch, &exp, inp.packet, inp.now);
             conn.status.set(Status::EXPECTED);
             conn.master = Some(exp.master_uid);
             conn.mark = self.table.get(exp.master).mark;

@@ -39,7 +39,10 @@ impl<W: Write> TraceWriter<W> {
         let proto = b.len();
         let _ = write!(b, "{}", e.orig);
         let orig = b.len();
-        if !matches!(e.kind, EventKind::ExpectNew | EventKind::ExpectDestroy) {
+        if !matches!(
+            e.kind,
+            EventKind::ExpectNew | EventKind::ExpectMatch | EventKind::ExpectDestroy
+        ) {
             let _ = write!(b, "{}", e.reply);
         }
         let reply = b.len();
