@@ -86,6 +86,11 @@ const CHECKSUMS: &str = "Replay with the damage intact (oracle: `--checksums kee
 /// All crafted scenarios, in README order.
 pub const CRAFTED: &[Crafted] = &[
     crafted!(
+        ftp_expectation_timeout,
+        "Passive FTP control connection to port 21 (ftp helper attached by a raw-table CT rule): the first `227` reply announces data port 50000 and the data connection arrives 1 s later (RELATED); the second `227` announces port 50001, but the data connection arrives 301 s later, after the 300 s expectation timer ran out (NEW). The first data segment in each direction is never parsed (§6.3), so the client sends `USER` before `PASV`.",
+        "Needs the helper: `--rules rulesets/corpus.rules` (raw `-j CT --helper ftp` on port 21). The oracle must run in real time (`--realtime`, about 5 minutes)."
+    ),
+    crafted!(
         tcp_handshake_close,
         "Three-way handshake, data both ways, FIN close from the client. The reference trace of §2.11: every state of a normal connection and the timeout each packet leaves.",
         ""
@@ -299,6 +304,40 @@ fn close(s: &mut Script, f: &mut TcpFlow) -> Result<(), SynthError> {
     s.send(&f2, "ESTABLISHED (reply) · LAST_ACK, 30 s")?;
     s.send(&a2, "ESTABLISHED · TIME_WAIT, 120 s")?;
     Ok(())
+}
+
+pub fn ftp_expectation_timeout() -> Result<Script, SynthError> {
+    let mut s = script();
+    let mut f = v4flow(40900, 21);
+    let [syn, sa, a] = f.handshake();
+    s.send(&syn, "NEW · control connection, helper ftp")?;
+    s.send(&sa, "ESTABLISHED (reply)")?;
+    s.send(&a, "ESTABLISHED")?;
+    s.send(&f.data(S, b"220 ctsim FTP\r\n"), "ESTABLISHED (reply) · first server line: not parsed")?;
+    s.send(&f.data(C, b"USER anonymous\r\n"), "ESTABLISHED · first client line: not parsed")?;
+    s.send(&f.data(S, b"230 ok\r\n"), "ESTABLISHED (reply)")?;
+    s.send(&f.data(C, b"PASV\r\n"), "ESTABLISHED")?;
+    s.send(
+        &f.data(S, b"227 Entering Passive Mode (10,9,2,2,195,80).\r\n"),
+        "ESTABLISHED (reply) · expectation 10.9.1.2:* → 10.9.2.2:50000, 300 s",
+    )?;
+    s.send(&f.ack(C), "ESTABLISHED")?;
+    s.wait_ms(1000);
+    let mut d1 = v4flow(40901, 50000);
+    let [dsyn, dsa, da] = d1.handshake();
+    s.send(&dsyn, "RELATED · EXPECTED, the expectation is used")?;
+    s.send(&dsa, "ESTABLISHED (reply)")?;
+    s.send(&da, "ESTABLISHED")?;
+    s.send(&f.data(C, b"PASV\r\n"), "ESTABLISHED")?;
+    s.send(
+        &f.data(S, b"227 Entering Passive Mode (10,9,2,2,195,81).\r\n"),
+        "ESTABLISHED (reply) · expectation for port 50001, 300 s",
+    )?;
+    s.send(&f.ack(C), "ESTABLISHED")?;
+    s.wait_ms(301_000);
+    let mut d2 = v4flow(40902, 50001);
+    s.send(&d2.syn(), "NEW · the expectation expired 1 s earlier")?;
+    Ok(s)
 }
 
 pub fn tcp_handshake_close() -> Result<Script, SynthError> {
