@@ -9,12 +9,15 @@
 
 use crate::capture::Frame;
 use crate::conntrack::defrag::{Defrag, DefragOutcome, DefragTimeouts};
+use crate::conntrack::proto::tcp::TcpState;
 use crate::conntrack::{
     self, Conntrack, CtHook, CtRef, CtResult, CtState, HelperKind, HookInput, Sysctls,
 };
 use crate::netfilter::{Hook, Path, RouteDrop, Topology};
 use crate::report::{Notes, Row, RowPacket, RowVerdict};
+use crate::rules::eval::ConnTuple;
 use crate::rules::matches::meta::addrtype;
+use crate::rules::{ConnLiveness, Liveness};
 use crate::rules::{
     CtAction, CtTupleView, CtView, Decision, EvalCtx, RejectWith, RuleRef, RuleState, Ruleset,
     TableId, Verdict,
@@ -46,9 +49,7 @@ pub struct Firewall<'r> {
     clock: Clock,
     /// Rows of fragments waiting for their datagram, by capture index.
     held: FxHashMap<u64, Row>,
-    /// Rendered rule names, keyed by (table, chain name address, number).
-    labels: FxHashMap<(TableId, usize, Option<u32>), Arc<str>>,
-    implicit: [Arc<str>; 3],
+    labels: Labels,
     pub bad_l4_checksums: u64,
     pub checked_l4_checksums: u64,
 }
@@ -71,30 +72,10 @@ impl<'r> Firewall<'r> {
             defrag: Defrag::new(),
             clock: Clock::default(),
             held: FxHashMap::default(),
-            labels: FxHashMap::default(),
-            implicit: [
-                Arc::from("filter:INPUT:policy"),
-                Arc::from("filter:FORWARD:policy"),
-                Arc::from("filter:OUTPUT:policy"),
-            ],
+            labels: Labels::new(),
             bad_l4_checksums: 0,
             checked_l4_checksums: 0,
         }
-    }
-
-    fn policy_label(&mut self, hook: Hook) -> Arc<str> {
-        match hook {
-            Hook::Input => self.implicit[0].clone(),
-            Hook::Forward => self.implicit[1].clone(),
-            _ => self.implicit[2].clone(),
-        }
-    }
-
-    fn label(&mut self, r: RuleRef<'_>) -> Arc<str> {
-        self.labels
-            .entry((r.table, r.chain.as_ptr() as usize, r.num))
-            .or_insert_with(|| Arc::from(r.to_string().as_str()))
-            .clone()
     }
 
     /// Moves this firewall's clock to the capture-wide clock. A shard sees
@@ -269,14 +250,6 @@ impl<'r> Firewall<'r> {
         }
     }
 
-    fn eval(&mut self, table: TableId, hook: Hook, ctx: &mut EvalCtx<'_>) -> Option<Decision<'r>> {
-        let rules: &'r Ruleset = self.rules;
-        if !rules.has_table(ctx.family, table) {
-            return None;
-        }
-        Some(rules.evaluate(ctx.family, table, hook, ctx, &mut self.rule_state))
-    }
-
     /// The hooks for one (whole) packet.
     fn walk(
         &mut self,
@@ -337,7 +310,14 @@ impl<'r> Firewall<'r> {
         row.chains.push(first);
         let mut notrack = false;
         let mut helper: Option<HelperKind> = None;
-        if let Some(d) = self.eval(TableId::Raw, first, &mut ctx) {
+        let raw = TableWalk {
+            rules: self.rules,
+            state: &mut self.rule_state,
+            labels: &mut self.labels,
+            topo,
+        }
+        .eval(TableId::Raw, first, &mut ctx);
+        if let Some(d) = raw {
             match d.ct {
                 Some(CtAction::Notrack) => notrack = true,
                 Some(CtAction::Helper(name)) => helper = HelperKind::from_name(name),
@@ -345,7 +325,7 @@ impl<'r> Firewall<'r> {
             }
             if let Some(w) = final_walk(&d) {
                 row.verdict = w.verdict;
-                row.rule = w.rule.map(|r| self.label(r));
+                row.rule = w.rule.map(|r| self.labels.rule(r));
                 row.ctstate = Some(CtState::Invalid);
                 return;
             }
@@ -379,7 +359,23 @@ impl<'r> Firewall<'r> {
         row.reason = res.reason;
         ctx.ct = ct_view(&self.ct, &res, now);
 
-        let walk = self.walk_tables(&mut ctx, pkt, path, first, in_iface, out_iface, row);
+        let live = CtLiveness { ct: &self.ct, now };
+        ctx.conns = Some(&live);
+        let walk = TableWalk {
+            rules: self.rules,
+            state: &mut self.rule_state,
+            labels: &mut self.labels,
+            topo,
+        }
+        .walk_tables(&mut ctx, pkt, path, first, in_iface, out_iface, row);
+        // The conntrack view must not outlive the walk (the entry changes
+        // next): carry over only what the walk changed.
+        let (nfmark, ct_view_after) = (ctx.nfmark, ctx.ct);
+        let mut ctx = eval_ctx(pkt, now);
+        ctx.nfmark = nfmark;
+        ctx.ct = ct_view_after;
+        ctx.src_type = addr_type(topo, &pkt.src);
+        ctx.dst_type = addr_type(topo, &pkt.dst);
         // CONNMARK targets changed the view's mark; the entry keeps it.
         if let Some(v) = ctx.ct
             && v.has_entry()
@@ -390,7 +386,7 @@ impl<'r> Firewall<'r> {
         let after = match walk {
             Some(w) => {
                 row.verdict = w.verdict;
-                row.rule = w.rule.map(|r| self.label(r));
+                row.rule = w.rule.map(|r| self.labels.rule(r));
                 // nf_send_reset puts the entry into CLOSE when it really
                 // sends a reset: not in answer to a RST, nor to a segment
                 // whose checksum it refuses.
@@ -408,7 +404,13 @@ impl<'r> Firewall<'r> {
                 Ok(r) => {
                     row.verdict = RowVerdict::Accept;
                     if path == Path::Output && topo.is_local(&pkt.dst) {
-                        self.loopback(&mut ctx, row);
+                        TableWalk {
+                            rules: self.rules,
+                            state: &mut self.rule_state,
+                            labels: &mut self.labels,
+                            topo,
+                        }
+                        .loopback(&mut ctx, row);
                     }
                     r
                 }
@@ -434,6 +436,93 @@ impl<'r> Firewall<'r> {
             row.tcp_state = c.tcp_state();
         }
     }
+}
+
+/// What `-m connlimit` asks conntrack: is a remembered connection still
+/// there, and is it closing (`nf_conncount` looks up its original tuple).
+struct CtLiveness<'a> {
+    ct: &'a Conntrack,
+    now: Timestamp,
+}
+
+impl ConnLiveness for CtLiveness<'_> {
+    fn liveness(&self, _family: crate::wire::Family, orig: &ConnTuple) -> Liveness {
+        let t = conntrack::Tuple {
+            src: orig.src,
+            dst: orig.dst,
+            sport: orig.sport,
+            dport: orig.dport,
+            proto: orig.proto,
+        };
+        let Some((id, _)) = self.ct.table().find(&t) else {
+            return Liveness::Gone;
+        };
+        let c = self.ct.table().get(id);
+        if c.expires <= self.now {
+            return Liveness::Gone;
+        }
+        match c.tcp_state() {
+            Some(TcpState::TimeWait | TcpState::Close) => Liveness::Closed,
+            _ => Liveness::Live,
+        }
+    }
+}
+
+/// Rendered rule names, cached: the row takes a shared string, so the
+/// per-packet path never formats a rule name twice.
+struct Labels {
+    /// Keyed by (table, chain name address, number).
+    map: FxHashMap<(TableId, usize, Option<u32>), Arc<str>>,
+    implicit: [Arc<str>; 3],
+}
+
+impl Labels {
+    fn new() -> Self {
+        Labels {
+            map: FxHashMap::default(),
+            implicit: [
+                Arc::from("filter:INPUT:policy"),
+                Arc::from("filter:FORWARD:policy"),
+                Arc::from("filter:OUTPUT:policy"),
+            ],
+        }
+    }
+
+    fn rule(&mut self, r: RuleRef<'_>) -> Arc<str> {
+        self.map
+            .entry((r.table, r.chain.as_ptr() as usize, r.num))
+            .or_insert_with(|| Arc::from(r.to_string().as_str()))
+            .clone()
+    }
+
+    /// The implicit ACCEPT policy of a filter chain the rules do not define.
+    fn policy(&self, hook: Hook) -> Arc<str> {
+        match hook {
+            Hook::Input => self.implicit[0].clone(),
+            Hook::Forward => self.implicit[1].clone(),
+            _ => self.implicit[2].clone(),
+        }
+    }
+}
+
+/// The rule tables of one firewall, borrowed apart from its conntrack so
+/// that rules (`-m connlimit`) can ask conntrack about live connections
+/// while the walk updates counters.
+struct TableWalk<'a, 'r> {
+    rules: &'r Ruleset,
+    state: &'a mut RuleState,
+    labels: &'a mut Labels,
+    topo: &'a Topology,
+}
+
+impl<'r> TableWalk<'_, 'r> {
+    fn eval(&mut self, table: TableId, hook: Hook, ctx: &mut EvalCtx<'_>) -> Option<Decision<'r>> {
+        let rules: &'r Ruleset = self.rules;
+        if !rules.has_table(ctx.family, table) {
+            return None;
+        }
+        Some(rules.evaluate(ctx.family, table, hook, ctx, self.state))
+    }
 
     /// A packet from the firewall to one of its own addresses, after
     /// POSTROUTING confirmed it, comes back in on `lo`: PREROUTING (the entry
@@ -458,7 +547,7 @@ impl<'r> Firewall<'r> {
                 Some(d) => {
                     if let Some(w) = final_walk(&d) {
                         row.verdict = w.verdict;
-                        row.rule = w.rule.map(|r| self.label(r));
+                        row.rule = w.rule.map(|r| self.labels.rule(r));
                         return;
                     }
                     // An accepted packet keeps the OUTPUT decision as its
@@ -491,10 +580,7 @@ impl<'r> Firewall<'r> {
         }
         // Routing between PREROUTING and INPUT/FORWARD.
         if path != Path::Output
-            && let Some(drop) = self
-                .cfg
-                .topology
-                .route_drop(pkt, path, in_iface == out_iface)
+            && let Some(drop) = self.topo.route_drop(pkt, path, in_iface == out_iface)
         {
             row.notes.set(match drop {
                 RouteDrop::Martian => Notes::ROUTE_MARTIAN,
@@ -533,11 +619,11 @@ impl<'r> Firewall<'r> {
                 if let Some(w) = final_walk(&d) {
                     return Some(w);
                 }
-                row.rule = Some(self.label(d.rule));
+                row.rule = Some(self.labels.rule(d.rule));
             }
             // No filter table for this family: the built-in chain's
             // implicit ACCEPT policy.
-            None => row.rule = Some(self.policy_label(filter_hook)),
+            None => row.rule = Some(self.labels.policy(filter_hook)),
         }
         if path != Path::Input {
             row.chains.push(Hook::Postrouting);

@@ -313,8 +313,14 @@ pub fn ftp_expectation_timeout() -> Result<Script, SynthError> {
     s.send(&syn, "NEW · control connection, helper ftp")?;
     s.send(&sa, "ESTABLISHED (reply)")?;
     s.send(&a, "ESTABLISHED")?;
-    s.send(&f.data(S, b"220 ctsim FTP\r\n"), "ESTABLISHED (reply) · first server line: not parsed")?;
-    s.send(&f.data(C, b"USER anonymous\r\n"), "ESTABLISHED · first client line: not parsed")?;
+    s.send(
+        &f.data(S, b"220 ctsim FTP\r\n"),
+        "ESTABLISHED (reply) · first server line: not parsed",
+    )?;
+    s.send(
+        &f.data(C, b"USER anonymous\r\n"),
+        "ESTABLISHED · first client line: not parsed",
+    )?;
     s.send(&f.data(S, b"230 ok\r\n"), "ESTABLISHED (reply)")?;
     s.send(&f.data(C, b"PASV\r\n"), "ESTABLISHED")?;
     s.send(
