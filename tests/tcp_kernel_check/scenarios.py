@@ -567,3 +567,47 @@ scenario("ecn_syn", p, [
     c(p, "A", C + 1, S + 1),
     c(p, "PAE", C + 1, S + 1, n=5),
 ])
+
+# A RST takes the "answers an ignored SYN" shortcut (no window check) only
+# when it comes from the side opposite the last SYN. The reproducers the
+# differential fuzzer found (tests/golden/fuzz-100-138, -363, -423, 300-6)
+# all send a bare RST (ack field 0) right after the sender's own SYN.
+p += 1
+scenario("rst_after_own_syn_synack_ack_too_old", p, [
+    c(p, "S", C, opts=mss() + SACK_PERM),
+    s(p, "SA", S, C - 100000, opts=mss() + SACK_PERM),  # ACK under lower bound
+    c(p, "R", C - 5000),  # below the client's window: ignored, stays SYN_SENT
+    c(p, "R", C - 500, win=0),  # within it: closes; the server's maxend + 1
+    s(p, "PA", S + 6, C - 100000, win=2, n=96),  # beyond that maxend
+])
+
+p += 1
+scenario("rst_after_own_syn_simultaneous_open", p, [
+    c(p, "S", C, opts=mss() + SACK_PERM + wscale(11)),
+    s(p, "S", S, opts=mss() + SACK_PERM + wscale(7)),
+    s(p, "R", S + 1553),  # a little beyond the server's maxend: ignored
+    s(p, "R", S + 100000),  # far beyond: INVALID
+    s(p, "R", S + 1),  # exact: closes
+])
+
+p += 1
+scenario("rst_after_own_syn_ecn_simultaneous_open", p, [
+    c(p, "S", C, opts=mss() + SACK_PERM + wscale(11)),
+    s(p, "SEC", S, C + 1, opts=mss() + SACK_PERM + wscale(0)),  # ack field set, no ACK flag
+    s(p, "R", S + 70000000),
+])
+
+p += 1
+scenario("rst_answers_peer_syn_simultaneous_open", p, [
+    c(p, "S", C, opts=mss()),
+    s(p, "S", S, opts=mss()),
+    c(p, "R", C + 100000),  # ack field 0 == last_end 0: no window check
+])
+
+p += 1
+scenario("rst_after_own_syn_retransmit", p, [
+    c(p, "S", C, opts=mss()),
+    s(p, "SA", S, C + 1, opts=mss()),
+    c(p, "S", C, opts=mss()),  # retransmitted SYN in SYN_RECV: ignored
+    c(p, "R", C + 50000, C + 1),  # the client's own RST, ack field = its SYN's end
+])

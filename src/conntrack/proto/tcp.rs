@@ -943,7 +943,13 @@ impl TcpConn {
             // with a challenge ACK.
             keep_state = true;
         }
-        let answers_ignored = (status.has(Status::SEEN_REPLY) && self.last_index == TcpIndex::Syn)
+        // Only a RST from the other side can answer the last SYN (6.18 and
+        // the stable kernels check the direction). Without that, a bare RST
+        // right after the sender's own SYN, whose ack field (0) equals a
+        // `last_end` never set, would skip the window check and close.
+        let answers_ignored = (status.has(Status::SEEN_REPLY)
+            && self.last_index == TcpIndex::Syn
+            && self.last_dir != dir)
             || (!status.has(Status::ASSURED) && self.last_index == TcpIndex::Ack);
         // A RST answering a SYN or ACK we let through unused may acknowledge
         // data we never counted; one answering a challenge ACK carries its
