@@ -5,6 +5,13 @@
 //! first match turns that entry into an EXPECTED, RELATED child of the master
 //! and is consumed. Expectations die with their master and on their own timer,
 //! which is never refreshed.
+//!
+//! The timer runs out at exactly its timeout on the capture clock. The
+//! kernel removes expectations from a timer callback, and its timer wheel
+//! rounds long timers up to the granularity of their wheel level (4096
+//! jiffies, 16.4 s at HZ=250, for the 300 s of FTP and TFTP), at a phase set by
+//! the machine's uptime. So on a real box an expectation may still match up
+//! to 16.4 s after its timeout; no offline tool can know that phase.
 
 use super::HelperKind;
 use super::table::ConnId;

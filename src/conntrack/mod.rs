@@ -559,10 +559,11 @@ impl Conntrack {
                             pkt.proto,
                         ))));
                     }
-                    if pkt.proto == ipproto::ICMPV6 && ic.icmp_type == 137 {
-                        if let Some(r) = self.icmpv6_redirect(pkt, inp) {
-                            return r;
-                        }
+                    if pkt.proto == ipproto::ICMPV6
+                        && ic.icmp_type == 137
+                        && let Some(r) = self.icmpv6_redirect(pkt, inp)
+                    {
+                        return r;
                     }
                     match class {
                         IcmpClass::UnknownType => {

@@ -543,17 +543,12 @@ impl<'r> TableWalk<'_, 'r> {
             } else if hook == Hook::Input && table == TableId::Mangle {
                 row.chains.push(Hook::Input);
             }
-            match self.eval(table, hook, ctx) {
-                Some(d) => {
-                    if let Some(w) = final_walk(&d) {
-                        row.verdict = w.verdict;
-                        row.rule = w.rule.map(|r| self.labels.rule(r));
-                        return;
-                    }
-                    // An accepted packet keeps the OUTPUT decision as its
-                    // rule, as the oracle reports it.
-                }
-                None => {}
+            // An accepted packet keeps the OUTPUT decision as its rule, as
+            // the oracle reports it.
+            if let Some(w) = self.gate(table, hook, ctx) {
+                row.verdict = w.verdict;
+                row.rule = w.rule.map(|r| self.labels.rule(r));
+                return;
             }
         }
     }
