@@ -153,6 +153,15 @@ fn engine_config(c: &Common) -> Result<EngineConfig> {
     for s in &c.sysctls {
         sysctls.apply(s)?;
     }
+    if sysctls.max != Sysctls::default().max {
+        // Which entry the kernel evicts when the table is full depends on its
+        // randomly seeded hash; no replay can know it.
+        eprintln!(
+            "ctsim: warning: nf_conntrack_max={} is not simulated: the table never fills \
+             (the kernel's early drop picks victims by a randomly seeded hash)",
+            sysctls.max
+        );
+    }
     let topology = Topology::new(&c.locals, &c.ifaces)?;
     Ok(EngineConfig {
         sysctls,

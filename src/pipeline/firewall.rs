@@ -404,6 +404,31 @@ impl<'r> Firewall<'r> {
                 Ok(r) => {
                     row.verdict = RowVerdict::Accept;
                     if path == Path::Output && topo.is_local(&pkt.dst) {
+                        // Back in on `lo`. A packet that left OUTPUT with
+                        // an entry keeps it; one that was INVALID (none
+                        // attached) meets conntrack again at PREROUTING,
+                        // checksum check included.
+                        let mut second = None;
+                        if res.state == CtState::Invalid {
+                            let inp2 = HookInput {
+                                hook: CtHook::Prerouting,
+                                l4_csum_ok: if cfg.sysctls.checksum {
+                                    pkt.l4_checksum_ok()
+                                } else {
+                                    None
+                                },
+                                ..inp
+                            };
+                            let r2 = self.ct.packet_in(pkt, &inp2);
+                            row.ctstate = Some(r2.state);
+                            row.ctdir = r2.dir;
+                            match (row.reason, r2.reason) {
+                                (None, r) => row.reason = r,
+                                (Some(_), r) => row.reason2 = r,
+                            }
+                            ctx.ct = ct_view(&self.ct, &r2, now);
+                            second = Some((r2, inp2));
+                        }
                         TableWalk {
                             rules: self.rules,
                             state: &mut self.rule_state,
@@ -411,6 +436,13 @@ impl<'r> Firewall<'r> {
                             topo,
                         }
                         .loopback(&mut ctx, row);
+                        if let Some((r2, inp2)) = second {
+                            if row.verdict == RowVerdict::Accept {
+                                let _ = self.ct.confirm(&r2, pkt, &inp2);
+                            } else {
+                                self.ct.discard(&r2, &inp2);
+                            }
+                        }
                     }
                     r
                 }
@@ -668,6 +700,7 @@ fn copy_fate(whole: &Row, r: &mut Row) {
     r.verdict = whole.verdict;
     r.rule = whole.rule.clone();
     r.reason = whole.reason;
+    r.reason2 = whole.reason2;
     r.notes.0 |= whole.notes.0;
     r.notes.set(Notes::FRAGMENT);
 }

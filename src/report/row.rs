@@ -145,6 +145,9 @@ pub struct Row {
     /// hands out shared strings.
     pub rule: Option<std::sync::Arc<str>>,
     pub reason: Option<Reason>,
+    /// A second log line for the same packet (a packet from the firewall to
+    /// itself meets conntrack twice: at OUTPUT and again on `lo`).
+    pub reason2: Option<Reason>,
     pub notes: Notes,
     /// Non-IP frames and decode failures: what was found.
     pub detail: Option<&'static str>,
@@ -164,6 +167,7 @@ impl Row {
             verdict: RowVerdict::Drop,
             rule: None,
             reason: None,
+            reason2: None,
             notes: Notes::default(),
             detail: None,
         }
@@ -319,11 +323,14 @@ pub fn write_row(r: &Row, out: &mut Vec<u8>) {
     }
     out.push(b',');
     if let Some(reason) = &r.reason {
-        match reason {
-            Reason::Text(t) => push_field(t.as_bytes(), out),
-            other => {
+        match (reason, &r.reason2) {
+            (Reason::Text(t), None) => push_field(t.as_bytes(), out),
+            (first, second) => {
                 let start = out.len();
-                let _ = write!(out, "{other}");
+                let _ = write!(out, "{first}");
+                if let Some(second) = second {
+                    let _ = write!(out, "; {second}");
+                }
                 requote_tail(out, start);
             }
         }
