@@ -46,9 +46,29 @@ impl Hook {
         Hook::ALL.into_iter().find(|h| h.chain_name() == n)
     }
 
+    /// Same as [`Hook::chain_name`].
+    pub fn name(self) -> &'static str {
+        self.chain_name()
+    }
+
+    pub fn index(self) -> usize {
+        self as usize
+    }
+
+    /// The hooks where the filter table sits and `-m state` decides.
+    pub fn is_filter_hook(self) -> bool {
+        matches!(self, Hook::Input | Hook::Forward | Hook::Output)
+    }
+
     /// Bit for hook masks (`1 << NF_INET_*`).
     pub fn bit(self) -> u8 {
         1 << (self as u8)
+    }
+}
+
+impl std::fmt::Display for Hook {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.chain_name())
     }
 }
 

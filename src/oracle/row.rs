@@ -34,50 +34,7 @@ pub const COLUMNS: [&str; 18] = [
     "notes",
 ];
 
-/// A netfilter hook, named as iptables names its built-in chains.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum Hook {
-    Prerouting,
-    Input,
-    Forward,
-    Output,
-    Postrouting,
-}
-
-impl Hook {
-    pub const ALL: [Hook; 5] = [
-        Hook::Prerouting,
-        Hook::Input,
-        Hook::Forward,
-        Hook::Output,
-        Hook::Postrouting,
-    ];
-
-    pub fn name(self) -> &'static str {
-        match self {
-            Hook::Prerouting => "PREROUTING",
-            Hook::Input => "INPUT",
-            Hook::Forward => "FORWARD",
-            Hook::Output => "OUTPUT",
-            Hook::Postrouting => "POSTROUTING",
-        }
-    }
-
-    pub fn index(self) -> usize {
-        self as usize
-    }
-
-    /// The hooks where the filter table sits and `-m state` decides.
-    pub fn is_filter_hook(self) -> bool {
-        matches!(self, Hook::Input | Hook::Forward | Hook::Output)
-    }
-}
-
-impl fmt::Display for Hook {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
-    }
-}
+pub use crate::netfilter::Hook;
 
 /// What finally happened to a capture packet.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
