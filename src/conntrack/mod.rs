@@ -417,7 +417,29 @@ impl Conntrack {
                 if icmp::classify(pkt.proto, ic.icmp_type) == IcmpClass::Error =>
             {
                 let inner = pkt.inner()?.ok()?;
-                Tuple::from_inner(&inner)?.invert()?
+                match Tuple::from_inner(&inner) {
+                    Some(t) => t.invert()?,
+                    // Conntrack needs 8 bytes of a quoted ICMP header, but
+                    // type, code and id sit in the first 6: enough to name
+                    // the entry the error is about, as `conntrack -G` can.
+                    None if inner.icmp.is_none() && !inner.non_first_fragment => {
+                        let q = ic
+                            .body
+                            .get(inner.l4_offset as usize..inner.l4_offset as usize + 6)?;
+                        let quoted = Tuple {
+                            src: inner.src,
+                            dst: inner.dst,
+                            sport: u16::from_be_bytes([q[4], q[5]]),
+                            dport: u16::from(q[0]) << 8 | u16::from(q[1]),
+                            proto: inner.proto,
+                        };
+                        if !quoted.is_icmp() {
+                            return None;
+                        }
+                        quoted.invert()?
+                    }
+                    None => return None,
+                }
             }
             _ => Tuple::from_packet(pkt)?,
         };
