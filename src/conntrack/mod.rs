@@ -176,7 +176,9 @@ fn write_addr_pi(f: &mut fmt::Formatter<'_>, a: &IpAddr) -> fmt::Result {
 /// Protocol-specific part of an entry.
 #[derive(Debug, Clone)]
 pub enum ProtoState {
-    Tcp(Box<TcpConn>),
+    /// Inline, not boxed: the tracker state is read on every packet, and a
+    /// box costs a second cache miss per lookup.
+    Tcp(TcpConn),
     Udp(UdpConn),
     UdpLite,
     Icmp,
@@ -433,6 +435,7 @@ impl Conntrack {
             t.state = TcpState::Close;
             if old != TcpState::Close && !c.status.has(Status::FIXED_TIMEOUT) {
                 c.expires = now.add(close);
+                self.table.rearm(id);
             }
         }
     }
@@ -555,10 +558,11 @@ impl Conntrack {
                             pkt.proto,
                         ))));
                     }
-                    if pkt.proto == ipproto::ICMPV6 && ic.icmp_type == 137 {
-                        if let Some(r) = self.icmpv6_redirect(pkt, inp) {
-                            return r;
-                        }
+                    if pkt.proto == ipproto::ICMPV6
+                        && ic.icmp_type == 137
+                        && let Some(r) = self.icmpv6_redirect(pkt, inp)
+                    {
+                        return r;
                     }
                     match class {
                         IcmpClass::UnknownType => {
@@ -607,6 +611,11 @@ impl Conntrack {
                     if dir == Dir::Reply {
                         c.status.set(Status::SEEN_REPLY);
                     }
+                    if refresh.is_some()
+                        && let CtRef::Table(id) = conn
+                    {
+                        self.table.rearm(id);
+                    }
                     return CtResult {
                         state,
                         dir: Some(dir),
@@ -640,6 +649,7 @@ impl Conntrack {
                         CtRef::Table(id) => {
                             if let Some(t) = timeout {
                                 self.table.get_mut(id).expires = inp.now.add(t);
+                                self.table.rearm(id);
                             }
                         }
                         CtRef::None => {}
@@ -735,7 +745,7 @@ impl Conntrack {
                 }
                 if is_new {
                     match TcpConn::new(&tcp, sys) {
-                        Ok(t) => c.proto = ProtoState::Tcp(Box::new(t)),
+                        Ok(t) => c.proto = ProtoState::Tcp(t),
                         Err(r) => return invalid(r.map(Reason::Tcp)),
                     }
                 }
