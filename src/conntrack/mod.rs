@@ -605,15 +605,17 @@ impl Conntrack {
             match verdict {
                 Tracked::Accept { refresh, note } => {
                     let c = self.conn_mut(conn).expect("entry");
+                    let mut shortened = false;
                     if let Some(t) = refresh {
-                        c.expires = inp.now.add(t);
+                        let at = inp.now.add(t);
+                        shortened = at < c.expires;
+                        c.expires = at;
                     }
                     if dir == Dir::Reply {
                         c.status.set(Status::SEEN_REPLY);
                     }
-                    if refresh.is_some()
-                        && let CtRef::Table(id) = conn
-                    {
+                    // A timer that moved later needs nothing from the gc heap.
+                    if shortened && let CtRef::Table(id) = conn {
                         self.table.rearm(id);
                     }
                     return CtResult {
