@@ -5,6 +5,8 @@
 # Usage: scripts/bench.sh [OUTDIR]        (default: target/bench-captures)
 #   SIZES="1000000 10000000"  packet counts to run (default: 1M and 10M)
 #   JOBS="1 2"                 --jobs values to time (default: 1 and all cores)
+#   FLOWS=5000                 concurrent conversations, the same for
+#                              every size so sizes differ only in duration
 #   RATE=5000                  packets per second of capture time
 #                              (`ctsim-gen bench --rate`); see below
 #   BEFORE=path/to/ctsim       also time this (older) binary, row by row
@@ -18,13 +20,14 @@
 # and memory grows with the capture. At 5000/s the 1M capture lasts 200 s
 # and the table has reached its steady size (entries expire as fast as new
 # ones arrive) before it ends, so 1M and 10M compare like for like.
-# Captures are cached in OUTDIR by size and rate.
+# Captures are cached in OUTDIR by size, flows and rate.
 set -eu
 out=${1:-target/bench-captures}
 sizes=${SIZES:-"1000000 10000000"}
 cores=$(nproc)
 jobs=${JOBS:-"1 $cores"}
 rate=${RATE:-5000}
+flows=${FLOWS:-5000}
 before=${BEFORE:-}
 rules=benches/stateful-20.rules
 mkdir -p "$out"
@@ -41,9 +44,8 @@ wall() {
 
 printf '%-10s %-28s %10s %14s %10s\n' packets command seconds packets/s peak_MiB
 for n in $sizes; do
-    cap="$out/bench-$n-r$rate.pcap"
+    cap="$out/bench-$n-f$flows-r$rate.pcap"
     if [ ! -s "$cap" ]; then
-        flows=$((n / 200)); [ "$flows" -gt 20000 ] && flows=20000
         target/release/ctsim-gen bench --packets "$n" --flows "$flows" --seed 1 \
             --rate "$rate" --out "$cap" >&2
     fi
