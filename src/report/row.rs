@@ -411,27 +411,31 @@ fn put_first<const N: usize>(out: &mut Vec<u8>, a: &[u8; N], len: usize) {
     out.truncate(keep);
 }
 
-/// 10, 100, …, 10^19: `v` has `1 + (entries <= v)` decimal digits.
-const POW10: [u64; 19] = {
-    let mut t = [0u64; 19];
-    let mut i = 0;
-    let mut p = 10u64;
-    while i < 19 {
-        t[i] = p;
-        p = p.wrapping_mul(10);
-        i += 1;
-    }
-    t
-};
+/// "00" to "99", for writing decimals two digits at a time.
+const PAIRS: &[u8; 200] = b"\
+0001020304050607080910111213141516171819\
+2021222324252627282930313233343536373839\
+4041424344454647484950515253545556575859\
+6061626364656667686970717273747576777879\
+8081828384858687888990919293949596979899";
 
 /// `v` in decimal, written in place (see [`put_first`]).
 #[inline]
 fn put_u64(out: &mut Vec<u8>, mut v: u64) {
-    let n = 1 + POW10.iter().take_while(|&&p| v >= p).count();
+    let n = v.checked_ilog10().unwrap_or(0) as usize + 1;
     let mut a = [0u8; 20];
-    for d in a[..n].iter_mut().rev() {
-        *d = b'0' + (v % 10) as u8;
-        v /= 10;
+    let mut i = n;
+    while v >= 100 {
+        let r = (v % 100) as usize * 2;
+        v /= 100;
+        i -= 2;
+        a[i..i + 2].copy_from_slice(&PAIRS[r..r + 2]);
+    }
+    if v >= 10 {
+        let r = v as usize * 2;
+        a[..2].copy_from_slice(&PAIRS[r..r + 2]);
+    } else {
+        a[0] = b'0' + v as u8;
     }
     put_first(out, &a, n);
 }
@@ -564,7 +568,10 @@ mod tests {
     #[test]
     fn numbers_addresses_and_times_match_std_formatting() {
         let mut edge = vec![0u64, 1, 9, 10, 99, 100, 65535, u64::MAX, u64::MAX / 10];
-        edge.extend(POW10.iter().flat_map(|&p| [p - 1, p, p + 1]));
+        edge.extend((1..20).flat_map(|k| {
+            let p = 10u64.pow(k);
+            [p - 1, p, p + 1, p + p / 2]
+        }));
         for v in edge {
             let mut out = b"x".to_vec();
             put_u64(&mut out, v);
