@@ -247,53 +247,55 @@ impl<W: Write> RowWriter<W> {
 /// Appends one CSV line (with its newline) for `r` to `out`.
 pub fn write_row(r: &Row, out: &mut Vec<u8>) {
     let mut ib = itoa::Buffer::new();
-    put_u64(out, r.packet);
-    out.push(b',');
-    write_time(r.time, out);
-    out.push(b',');
+    let mut h = Head::new();
+    put_u64(&mut h, r.packet);
+    h.push(b',');
+    write_time(r.time, &mut h);
+    h.push(b',');
     match &r.pkt {
         Some(p) => {
             match p.proto {
-                ipproto::TCP => out.extend_from_slice(b"tcp"),
-                ipproto::UDP => out.extend_from_slice(b"udp"),
-                ipproto::ICMP => out.extend_from_slice(b"icmp"),
-                ipproto::ICMPV6 => out.extend_from_slice(b"icmpv6"),
-                n => out.extend_from_slice(ib.format(n).as_bytes()),
+                ipproto::TCP => h.extend_from_slice(b"tcp"),
+                ipproto::UDP => h.extend_from_slice(b"udp"),
+                ipproto::ICMP => h.extend_from_slice(b"icmp"),
+                ipproto::ICMPV6 => h.extend_from_slice(b"icmpv6"),
+                n => h.extend_from_slice(ib.format(n).as_bytes()),
             }
-            out.push(b',');
-            write_ip(p.src, out);
-            out.push(b',');
+            h.push(b',');
+            write_ip(p.src, &mut h);
+            h.push(b',');
             if let Some(sp) = p.sport {
-                put_u64(out, u64::from(sp));
+                put_u64(&mut h, u64::from(sp));
             }
-            out.push(b',');
-            write_ip(p.dst, out);
-            out.push(b',');
+            h.push(b',');
+            write_ip(p.dst, &mut h);
+            h.push(b',');
             if let Some(dp) = p.dport {
-                put_u64(out, u64::from(dp));
+                put_u64(&mut h, u64::from(dp));
             }
-            out.push(b',');
+            h.push(b',');
             match p.flags {
                 RowFlags::None => {}
                 RowFlags::Tcp(b) => {
                     for (bit, c) in TCP_FLAG_LETTERS {
                         if b & bit != 0 {
-                            out.push(c);
+                            h.push(c);
                         }
                     }
                 }
                 RowFlags::Icmp(t, c) => {
-                    put_u64(out, u64::from(t));
-                    out.push(b'/');
-                    put_u64(out, u64::from(c));
+                    put_u64(&mut h, u64::from(t));
+                    h.push(b'/');
+                    put_u64(&mut h, u64::from(c));
                 }
             }
-            out.push(b',');
-            put_u64(out, u64::from(p.length));
-            out.push(b',');
+            h.push(b',');
+            put_u64(&mut h, u64::from(p.length));
+            h.push(b',');
         }
-        None => out.extend_from_slice(b",,,,,,,"),
+        None => h.extend_from_slice(b",,,,,,,"),
     }
+    out.extend_from_slice(h.text());
     r.chains.write_to(out);
     out.push(b',');
     if let Some(s) = r.ctstate {
@@ -388,7 +390,7 @@ fn write_status(s: Status, out: &mut Vec<u8>) {
 }
 
 /// `seconds.microseconds`, as `Timestamp`'s `Display`.
-fn write_time(t: Timestamp, out: &mut Vec<u8>) {
+fn write_time(t: Timestamp, out: &mut impl Put) {
     put_u64(out, t.secs());
     out.push(b'.');
     let mut us = t.subsec_nanos() / 1000;
@@ -405,10 +407,82 @@ fn write_time(t: Timestamp, out: &mut Vec<u8>) {
 /// length is a call to `memcpy`, which dominates for fields of a few bytes;
 /// the surplus is cut off again.
 #[inline(always)]
-fn put_first<const N: usize>(out: &mut Vec<u8>, a: &[u8; N], len: usize) {
-    let keep = out.len() + len.min(N);
-    out.extend_from_slice(a);
-    out.truncate(keep);
+fn put_first<const N: usize>(out: &mut impl Put, a: &[u8; N], len: usize) {
+    out.put_first(a, len);
+}
+
+/// Where row text goes: the output buffer, or a row's [`Head`].
+trait Put {
+    fn push(&mut self, b: u8);
+    fn extend_from_slice(&mut self, s: &[u8]);
+    /// Appends the first `len` bytes of `a`; see [`put_first`].
+    fn put_first<const N: usize>(&mut self, a: &[u8; N], len: usize);
+}
+
+impl Put for Vec<u8> {
+    #[inline(always)]
+    fn push(&mut self, b: u8) {
+        Vec::push(self, b);
+    }
+    #[inline(always)]
+    fn extend_from_slice(&mut self, s: &[u8]) {
+        Vec::extend_from_slice(self, s);
+    }
+    #[inline(always)]
+    fn put_first<const N: usize>(&mut self, a: &[u8; N], len: usize) {
+        let keep = self.len() + len.min(N);
+        Vec::extend_from_slice(self, a);
+        self.truncate(keep);
+    }
+}
+
+/// Longest text of a row's leading columns (packet … length): 20 + 17 + 3
+/// + 2 × 39 (IPv6) + 2 × 5 + 8 + 10 digits and separators stay under 200.
+const HEAD_MAX: usize = 256;
+
+/// The leading, bounded-size columns of a row, assembled on the stack and
+/// copied to the output at once: a stack cursor needs no capacity check
+/// and no `memcpy` call per field. A write past the end (impossible by
+/// [`HEAD_MAX`]) is dropped rather than panicking.
+struct Head {
+    a: [u8; HEAD_MAX],
+    n: usize,
+}
+
+impl Head {
+    fn new() -> Head {
+        Head {
+            a: [0; HEAD_MAX],
+            n: 0,
+        }
+    }
+    fn text(&self) -> &[u8] {
+        &self.a[..self.n.min(HEAD_MAX)]
+    }
+}
+
+impl Put for Head {
+    #[inline(always)]
+    fn push(&mut self, b: u8) {
+        if let Some(d) = self.a.get_mut(self.n) {
+            *d = b;
+            self.n += 1;
+        }
+    }
+    #[inline(always)]
+    fn extend_from_slice(&mut self, s: &[u8]) {
+        if let Some(d) = self.a.get_mut(self.n..self.n + s.len()) {
+            d.copy_from_slice(s);
+            self.n += s.len();
+        }
+    }
+    #[inline(always)]
+    fn put_first<const N: usize>(&mut self, a: &[u8; N], len: usize) {
+        if let Some(d) = self.a.get_mut(self.n..self.n + N) {
+            d.copy_from_slice(a);
+            self.n += len.min(N);
+        }
+    }
 }
 
 /// "00" to "99", for writing decimals two digits at a time.
@@ -421,7 +495,7 @@ const PAIRS: &[u8; 200] = b"\
 
 /// `v` in decimal, written in place (see [`put_first`]).
 #[inline]
-fn put_u64(out: &mut Vec<u8>, mut v: u64) {
+fn put_u64(out: &mut impl Put, mut v: u64) {
     let n = v.checked_ilog10().unwrap_or(0) as usize + 1;
     let mut a = [0u8; 20];
     let mut i = n;
@@ -458,7 +532,7 @@ const OCTETS: [([u8; 4], u8); 256] = {
     t
 };
 
-fn write_ip(a: IpAddr, out: &mut Vec<u8>) {
+fn write_ip(a: IpAddr, out: &mut impl Put) {
     match a {
         IpAddr::V4(v) => {
             let [a, b, c, d] = v.octets();
@@ -479,7 +553,7 @@ fn write_ip(a: IpAddr, out: &mut Vec<u8>) {
 /// first of equal ones, as `::`; IPv4-mapped addresses as `::ffff:a.b.c.d`),
 /// without the formatting machinery, which costs more than the whole rest
 /// of a row.
-fn write_ipv6(v: std::net::Ipv6Addr, out: &mut Vec<u8>) {
+fn write_ipv6(v: std::net::Ipv6Addr, out: &mut impl Put) {
     if let Some(v4) = v.to_ipv4_mapped() {
         out.extend_from_slice(b"::ffff:");
         return write_ip(IpAddr::V4(v4), out);
@@ -499,14 +573,14 @@ fn write_ipv6(v: std::net::Ipv6Addr, out: &mut Vec<u8>) {
             cur_len = 0;
         }
     }
-    let groups = |gs: &[u16], out: &mut Vec<u8>| {
+    fn groups(gs: &[u16], out: &mut impl Put) {
         for (i, &g) in gs.iter().enumerate() {
             if i > 0 {
                 out.push(b':');
             }
             put_hex16(out, g);
         }
-    };
+    }
     if best_len > 1 {
         groups(&seg[..best], out);
         out.extend_from_slice(b"::");
@@ -518,7 +592,7 @@ fn write_ipv6(v: std::net::Ipv6Addr, out: &mut Vec<u8>) {
 
 /// A 16-bit group in lowercase hex without leading zeros.
 #[inline]
-fn put_hex16(out: &mut Vec<u8>, g: u16) {
+fn put_hex16(out: &mut impl Put, g: u16) {
     const HEX: &[u8; 16] = b"0123456789abcdef";
     let n = match g {
         0..=0xf => 1,
@@ -735,6 +809,26 @@ mod tests {
             }
         }
         assert!(rows.len() > 500);
+        assert_eq!(
+            String::from_utf8(written(&rows)).unwrap(),
+            String::from_utf8(reference(&rows)).unwrap()
+        );
+    }
+
+    #[test]
+    fn widest_leading_columns_fit_the_head() {
+        let mut r = Row::new(u64::MAX, Timestamp(u64::MAX));
+        let wide: IpAddr = "ffff:ffff:ffff:ffff:ffff:ffff:ffff:fffe".parse().unwrap();
+        r.pkt = Some(RowPacket {
+            proto: 253,
+            src: wide,
+            dst: wide,
+            sport: Some(u16::MAX),
+            dport: Some(u16::MAX),
+            flags: RowFlags::Icmp(255, 255),
+            length: u32::MAX,
+        });
+        let rows = [r];
         assert_eq!(
             String::from_utf8(written(&rows)).unwrap(),
             String::from_utf8(reference(&rows)).unwrap()
