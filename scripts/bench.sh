@@ -11,8 +11,10 @@
 #                              (`ctsim-gen bench --rate`); see below
 #   BEFORE=path/to/ctsim       also time this (older) binary, row by row
 #                              beside the current one, for before/after
-# Prints one table: packets/s for each command, wall seconds, and peak RSS
-# (from /usr/bin/time -v). The CSV goes to a file in OUTDIR, as a user's would.
+# Prints one table: packets/s for each command, wall seconds, CPU seconds
+# (user + system, all threads; steadier than wall time on a shared machine)
+# and peak RSS (from /usr/bin/time -v). The CSV goes to a file in OUTDIR, as
+# a user's would.
 #
 # Why RATE: at the generator's default 100k packets/s a 10M-packet capture
 # lasts 100 s, shorter than the TIME_WAIT (120 s) and UDP stream (120 s)
@@ -42,7 +44,10 @@ wall() {
     awk '/Elapsed \(wall clock\)/ {n=split($NF,t,":"); s=0; for(i=1;i<=n;i++) s=s*60+t[i]; printf "%.3f", s}' "$1"
 }
 
-printf '%-10s %-28s %10s %14s %10s\n' packets command seconds packets/s peak_MiB
+# cpu FILE: user + system seconds from a /usr/bin/time -v log.
+cpu() { awk -F: '/(User|System) time/ {s+=$2} END {printf "%.2f", s}' "$1"; }
+
+printf '%-10s %-28s %10s %14s %8s %10s\n' packets command seconds packets/s cpu_s peak_MiB
 for n in $sizes; do
     cap="$out/bench-$n-f$flows-r$rate.pcap"
     if [ ! -s "$cap" ]; then
@@ -53,7 +58,8 @@ for n in $sizes; do
     log="$out/time.log"
     row() { # row NAME
         s=$(wall "$log")
-        printf '%-10s %-28s %10s %14.0f %10s\n' "$n" "$1" "$s" "$(echo "$n / $s" | bc -l)" "$(rss "$log")"
+        printf '%-10s %-28s %10s %14.0f %8s %10s\n' "$n" "$1" "$s" "$(echo "$n / $s" | bc -l)" \
+            "$(cpu "$log")" "$(rss "$log")"
     }
     for j in $jobs; do
         if [ -n "$before" ]; then
