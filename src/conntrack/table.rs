@@ -162,3 +162,71 @@ impl Table {
             .filter_map(|(i, s)| s.as_ref().map(|c| (i as ConnId, c)))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::conntrack::{ProtoState, Status, expect::HelpState};
+
+    fn conn(uid: u64, expires: u64) -> Conn {
+        let t = Tuple {
+            src: std::net::IpAddr::from([10, 0, (uid >> 8) as u8, uid as u8]),
+            dst: std::net::IpAddr::from([10, 1, 0, 1]),
+            sport: 1000,
+            dport: 80,
+            proto: 17,
+        };
+        let r = t.invert().unwrap();
+        Conn {
+            uid,
+            tuple: [t, r],
+            status: Status::default(),
+            expires: Timestamp(expires),
+            proto: ProtoState::Generic,
+            mark: 0,
+            master: None,
+            helper: None,
+            help: HelpState::default(),
+        }
+    }
+
+    /// The gc heap finds exactly what a scan of every entry finds, in slot
+    /// order, while timers move both ways and slots are reused.
+    #[test]
+    fn expired_matches_a_full_scan() {
+        let mut t = Table::default();
+        let mut x = 0x2545_f491_4f6c_dd1du64;
+        let mut rnd = move |n: u64| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x % n
+        };
+        let (mut uid, mut got) = (0u64, Vec::new());
+        for now in (0..4000u64).step_by(7) {
+            for _ in 0..3 {
+                uid += 1;
+                t.insert(conn(uid, now + 1 + rnd(300)));
+            }
+            let ids: Vec<ConnId> = t.iter().map(|(id, _)| id).collect();
+            for _ in 0..4 {
+                let id = ids[rnd(ids.len() as u64) as usize];
+                // Later or earlier, as refreshes and closes move timers.
+                t.get_mut(id).expires = Timestamp(now + rnd(400));
+                t.rearm(id);
+            }
+            let mut want: Vec<ConnId> = t
+                .iter()
+                .filter(|(_, c)| c.expires.0 <= now)
+                .map(|(id, _)| id)
+                .collect();
+            want.sort_unstable();
+            t.expired(Timestamp(now), &mut got);
+            assert_eq!(got, want, "at {now}");
+            for &id in &got {
+                t.remove(id);
+            }
+        }
+        assert!(t.timers.len() <= 2 * t.len() + 1024);
+    }
+}
