@@ -5,13 +5,32 @@
 # Usage: scripts/bench.sh [OUTDIR]        (default: target/bench-captures)
 #   SIZES="1000000 10000000"  packet counts to run (default: 1M and 10M)
 #   JOBS="1 2"                 --jobs values to time (default: 1 and all cores)
-# Prints one table: packets/s for each command, wall seconds, and peak RSS
-# (from /usr/bin/time -v). The CSV goes to a file in OUTDIR, as a user's would.
+#   FLOWS=5000                 concurrent conversations, the same for
+#                              every size so sizes differ only in duration
+#   RATE=5000                  packets per second of capture time
+#                              (`ctsim-gen bench --rate`); see below
+#   BEFORE=path/to/ctsim       also time this (older) binary, row by row
+#                              beside the current one, for before/after
+# Prints one table: packets/s for each command, wall seconds, CPU seconds
+# (user + system, all threads; steadier than wall time on a shared machine)
+# and peak RSS (from /usr/bin/time -v). The CSV goes to a file in OUTDIR, as
+# a user's would.
+#
+# Why RATE: at the generator's default 100k packets/s a 10M-packet capture
+# lasts 100 s, shorter than the TIME_WAIT (120 s) and UDP stream (120 s)
+# timeouts, so every conversation ever started stays in the conntrack table
+# and memory grows with the capture. At 5000/s the 1M capture lasts 200 s
+# and the table has reached its steady size (entries expire as fast as new
+# ones arrive) before it ends, so 1M and 10M compare like for like.
+# Captures are cached in OUTDIR by size, flows and rate.
 set -eu
 out=${1:-target/bench-captures}
 sizes=${SIZES:-"1000000 10000000"}
 cores=$(nproc)
 jobs=${JOBS:-"1 $cores"}
+rate=${RATE:-5000}
+flows=${FLOWS:-5000}
+before=${BEFORE:-}
 rules=benches/stateful-20.rules
 mkdir -p "$out"
 cargo build --release --bin ctsim --bin ctsim-gen >&2
@@ -25,27 +44,40 @@ wall() {
     awk '/Elapsed \(wall clock\)/ {n=split($NF,t,":"); s=0; for(i=1;i<=n;i++) s=s*60+t[i]; printf "%.3f", s}' "$1"
 }
 
-printf '%-10s %-28s %10s %14s %10s\n' packets command seconds packets/s peak_MiB
+# cpu FILE: user + system seconds from a /usr/bin/time -v log.
+cpu() { awk -F: '/(User|System) time/ {s+=$2} END {printf "%.2f", s}' "$1"; }
+
+printf '%-10s %-28s %10s %14s %8s %10s\n' packets command seconds packets/s cpu_s peak_MiB
 for n in $sizes; do
-    cap="$out/bench-$n.pcap"
+    cap="$out/bench-$n-f$flows-r$rate.pcap"
     if [ ! -s "$cap" ]; then
-        flows=$((n / 200)); [ "$flows" -gt 20000 ] && flows=20000
-        target/release/ctsim-gen bench --packets "$n" --flows "$flows" --seed 1 --out "$cap" >&2
+        target/release/ctsim-gen bench --packets "$n" --flows "$flows" --seed 1 \
+            --rate "$rate" --out "$cap" >&2
     fi
     cat "$cap" > /dev/null   # page cache warm for every command alike
     log="$out/time.log"
     row() { # row NAME
         s=$(wall "$log")
-        printf '%-10s %-28s %10s %14.0f %10s\n' "$n" "$1" "$s" "$(echo "$n / $s" | bc -l)" "$(rss "$log")"
+        printf '%-10s %-28s %10s %14.0f %8s %10s\n' "$n" "$1" "$s" "$(echo "$n / $s" | bc -l)" \
+            "$(cpu "$log")" "$(rss "$log")"
     }
     for j in $jobs; do
+        if [ -n "$before" ]; then
+            /usr/bin/time -v -o "$log" "$before" replay -q --jobs "$j" \
+                --rules "$rules" -o "$out/out-before.csv" "$cap"
+            row "before: replay --jobs $j"
+        fi
         /usr/bin/time -v -o "$log" target/release/ctsim replay -q --jobs "$j" \
             --rules "$rules" -o "$out/out.csv" "$cap"
         row "ctsim replay --jobs $j"
+        if [ -n "$before" ] && ! cmp -s "$out/out-before.csv" "$out/out.csv"; then
+            echo "OUTPUT DIFFERS from $before at $n packets, --jobs $j" >&2
+            exit 1
+        fi
     done
     /usr/bin/time -v -o "$log" "$floor" "$cap" > /dev/null
     row "read-parse-hash floor"
     /usr/bin/time -v -o "$log" tcpdump -r "$cap" -w /dev/null 2>/dev/null
     row "tcpdump -r -w /dev/null"
-    rm -f "$out/out.csv"
+    rm -f "$out/out.csv" "$out/out-before.csv"
 done

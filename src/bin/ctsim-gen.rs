@@ -2,8 +2,9 @@
 //!
 //! * `crafted --out DIR`: every crafted edge case as `DIR/<name>.pcap`, plus
 //!   `DIR/README.md` describing them (or one scenario with `--only NAME`).
-//! * `bench --packets N --flows F --seed S --out FILE`: a large mixed capture
-//!   for benchmarks, streamed to disk.
+//! * `bench --packets N --flows F --seed S [--rate PPS] --out FILE`: a large
+//!   mixed capture for benchmarks, streamed to disk; `--rate` (packets per
+//!   second of capture time, default 100k) sets how long it lasts.
 //! * `fuzz --seed S --out DIR [--count K]`: fuzz cases, each as
 //!   `case-<seed>.pcap` with `case-<seed>.rules` (iptables-save text) and
 //!   `case-<seed>.txt` (addresses and suggested sysctls).
@@ -70,6 +71,12 @@ enum Cmd {
         link: LinkArg,
         #[arg(long, value_enum, default_value = "us")]
         precision: PrecisionArg,
+        /// Packets per second of capture time: sets the capture's duration
+        /// (packets / rate). At a few thousand, closed conversations expire
+        /// from the conntrack table as fast as new ones arrive, so memory
+        /// stays flat however long the capture is.
+        #[arg(long, default_value_t = 100_000)]
+        rate: u64,
         /// Output file ("-" for stdout).
         #[arg(long)]
         out: PathBuf,
@@ -145,6 +152,7 @@ fn run(cli: Cli) -> Result<()> {
             seed,
             link: l,
             precision,
+            rate,
             out,
         } => {
             let cfg = BenchConfig {
@@ -156,6 +164,7 @@ fn run(cli: Cli) -> Result<()> {
                     PrecisionArg::Us => TsPrecision::Micro,
                     PrecisionArg::Ns => TsPrecision::Nano,
                 },
+                rate,
                 ..BenchConfig::default()
             };
             let t0 = Instant::now();

@@ -363,7 +363,11 @@ impl<R: Read> CaptureReader<R> {
     pub fn next_frame(&mut self) -> Result<Option<Frame<'_>>, CaptureError> {
         if self.pending != 0 {
             let p = std::mem::take(&mut self.pending);
-            self.inner.it_mut().consume(p);
+            // No shift here: `consume` would move the unread half of the
+            // buffer to its front every time the read position passes the
+            // middle, copying every byte of the capture once more. Refill
+            // shifts, and then only the tail of one partial record is left.
+            self.inner.it_mut().consume_noshift(p);
         }
         if self.finished {
             return Ok(None);

@@ -176,7 +176,9 @@ fn write_addr_pi(f: &mut fmt::Formatter<'_>, a: &IpAddr) -> fmt::Result {
 /// Protocol-specific part of an entry.
 #[derive(Debug, Clone)]
 pub enum ProtoState {
-    Tcp(Box<TcpConn>),
+    /// Inline, not boxed: the tracker state is read on every packet, and a
+    /// box costs a second cache miss per lookup.
+    Tcp(TcpConn),
     Udp(UdpConn),
     UdpLite,
     Icmp,
@@ -459,6 +461,7 @@ impl Conntrack {
             t.state = TcpState::Close;
             if old != TcpState::Close && !c.status.has(Status::FIXED_TIMEOUT) {
                 c.expires = now.add(close);
+                self.table.rearm(id);
             }
         }
     }
@@ -628,11 +631,18 @@ impl Conntrack {
             match verdict {
                 Tracked::Accept { refresh, note } => {
                     let c = self.conn_mut(conn).expect("entry");
+                    let mut shortened = false;
                     if let Some(t) = refresh {
-                        c.expires = inp.now.add(t);
+                        let at = inp.now.add(t);
+                        shortened = at < c.expires;
+                        c.expires = at;
                     }
                     if dir == Dir::Reply {
                         c.status.set(Status::SEEN_REPLY);
+                    }
+                    // A timer that moved later needs nothing from the gc heap.
+                    if shortened && let CtRef::Table(id) = conn {
+                        self.table.rearm(id);
                     }
                     return CtResult {
                         state,
@@ -667,6 +677,7 @@ impl Conntrack {
                         CtRef::Table(id) => {
                             if let Some(t) = timeout {
                                 self.table.get_mut(id).expires = inp.now.add(t);
+                                self.table.rearm(id);
                             }
                         }
                         CtRef::None => {}
@@ -763,7 +774,7 @@ impl Conntrack {
                 }
                 if is_new {
                     match TcpConn::new(&tcp, sys) {
-                        Ok(t) => c.proto = ProtoState::Tcp(Box::new(t)),
+                        Ok(t) => c.proto = ProtoState::Tcp(t),
                         Err(r) => return invalid(r.map(Reason::Tcp)),
                     }
                 }

@@ -1,10 +1,23 @@
 //! The connection table: entries in a slab, found through both of their
 //! tuples, invisible from the moment their timer runs out.
+//!
+//! Expiry is found through a min-heap of timer deadlines rather than a scan
+//! of the slab, so the periodic gc costs what it reaps, not what the table
+//! holds. The heap is lazy: a timer that moves later keeps its old deadline
+//! in the heap and is re-queued when that deadline comes up; a timer that
+//! moves earlier must be reported with [`Table::rearm`]. The table does not
+//! decide when entries leave; [`Table::expired`] lists them for the caller.
 
 use super::tuple::Tuple;
 use super::{Conn, Dir};
 use crate::time::Timestamp;
 use rustc_hash::FxHashMap;
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
+
+/// A queued deadline: when, which slot, and the uid of the entry that was in
+/// it (slots are reused).
+type Deadline = Reverse<(Timestamp, ConnId, u64)>;
 
 /// Index of an entry in the table's slab.
 pub type ConnId = u32;
@@ -15,6 +28,11 @@ pub struct Table {
     free: Vec<ConnId>,
     index: FxHashMap<Tuple, (ConnId, Dir)>,
     live: usize,
+    /// Deadlines, earliest first; may hold stale ones (see module docs).
+    timers: BinaryHeap<Deadline>,
+    /// Per slot, the deadline the heap holds as current for its entry; it is
+    /// never later than the entry's `expires`.
+    queued: Vec<Timestamp>,
 }
 
 impl Table {
@@ -47,16 +65,20 @@ impl Table {
     pub fn insert(&mut self, conn: Conn) -> ConnId {
         let t0 = conn.tuple[0];
         let t1 = conn.tuple[1];
+        let (expires, uid) = (conn.expires, conn.uid);
         let id = match self.free.pop() {
             Some(id) => {
                 self.slots[id as usize] = Some(conn);
+                self.queued[id as usize] = expires;
                 id
             }
             None => {
                 self.slots.push(Some(conn));
+                self.queued.push(expires);
                 (self.slots.len() - 1) as ConnId
             }
         };
+        self.timers.push(Reverse((expires, id, uid)));
         self.index.insert(t0, (id, Dir::Original));
         self.index.insert(t1, (id, Dir::Reply));
         self.live += 1;
@@ -76,16 +98,61 @@ impl Table {
         conn
     }
 
-    /// Ids of every entry whose timer ran out at `now`.
-    pub fn expired(&self, now: Timestamp, out: &mut Vec<ConnId>) {
+    /// Tells the table that entry `id`'s timer may have moved earlier.
+    /// Needed after every change of `expires` that can shorten it; a later
+    /// deadline needs nothing.
+    pub fn rearm(&mut self, id: ConnId) {
+        let Some(c) = self.slots.get(id as usize).and_then(|s| s.as_ref()) else {
+            return;
+        };
+        if c.expires < self.queued[id as usize] {
+            self.queued[id as usize] = c.expires;
+            self.timers.push(Reverse((c.expires, id, c.uid)));
+        }
+    }
+
+    /// Ids of every entry whose timer ran out at `now`, in ascending order.
+    pub fn expired(&mut self, now: Timestamp, out: &mut Vec<ConnId>) {
         out.clear();
-        for (i, s) in self.slots.iter().enumerate() {
-            if let Some(c) = s
-                && c.expires <= now
-            {
-                out.push(i as ConnId);
+        while let Some(&Reverse((at, id, uid))) = self.timers.peek() {
+            if at > now {
+                break;
+            }
+            self.timers.pop();
+            let Some(c) = self.slots[id as usize].as_ref() else {
+                continue;
+            };
+            if c.uid != uid || self.queued[id as usize] != at {
+                continue;
+            }
+            if c.expires <= now {
+                out.push(id);
+            } else {
+                self.queued[id as usize] = c.expires;
+                self.timers.push(Reverse((c.expires, id, uid)));
             }
         }
+        // Two queued deadlines of one entry can be equal after a rearm.
+        out.sort_unstable();
+        out.dedup();
+        self.compact_timers();
+    }
+
+    /// Drops stale deadlines (of removed entries, or superseded by a rearm)
+    /// once they outnumber the live ones, so the heap stays proportional to
+    /// the table and not to the number of entries ever created.
+    fn compact_timers(&mut self) {
+        if self.timers.len() <= 2 * self.live + 1024 {
+            return;
+        }
+        let mut v = std::mem::take(&mut self.timers).into_vec();
+        v.clear();
+        for (i, s) in self.slots.iter().enumerate() {
+            if let Some(c) = s {
+                v.push(Reverse((self.queued[i], i as ConnId, c.uid)));
+            }
+        }
+        self.timers = BinaryHeap::from(v);
     }
 
     pub fn iter(&self) -> impl Iterator<Item = (ConnId, &Conn)> {
@@ -93,5 +160,73 @@ impl Table {
             .iter()
             .enumerate()
             .filter_map(|(i, s)| s.as_ref().map(|c| (i as ConnId, c)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::conntrack::{ProtoState, Status, expect::HelpState};
+
+    fn conn(uid: u64, expires: u64) -> Conn {
+        let t = Tuple {
+            src: std::net::IpAddr::from([10, 0, (uid >> 8) as u8, uid as u8]),
+            dst: std::net::IpAddr::from([10, 1, 0, 1]),
+            sport: 1000,
+            dport: 80,
+            proto: 17,
+        };
+        let r = t.invert().unwrap();
+        Conn {
+            uid,
+            tuple: [t, r],
+            status: Status::default(),
+            expires: Timestamp(expires),
+            proto: ProtoState::Generic,
+            mark: 0,
+            master: None,
+            helper: None,
+            help: HelpState::default(),
+        }
+    }
+
+    /// The gc heap finds exactly what a scan of every entry finds, in slot
+    /// order, while timers move both ways and slots are reused.
+    #[test]
+    fn expired_matches_a_full_scan() {
+        let mut t = Table::default();
+        let mut x = 0x2545_f491_4f6c_dd1du64;
+        let mut rnd = move |n: u64| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x % n
+        };
+        let (mut uid, mut got) = (0u64, Vec::new());
+        for now in (0..4000u64).step_by(7) {
+            for _ in 0..3 {
+                uid += 1;
+                t.insert(conn(uid, now + 1 + rnd(300)));
+            }
+            let ids: Vec<ConnId> = t.iter().map(|(id, _)| id).collect();
+            for _ in 0..4 {
+                let id = ids[rnd(ids.len() as u64) as usize];
+                // Later or earlier, as refreshes and closes move timers.
+                t.get_mut(id).expires = Timestamp(now + rnd(400));
+                t.rearm(id);
+            }
+            let mut want: Vec<ConnId> = t
+                .iter()
+                .filter(|(_, c)| c.expires.0 <= now)
+                .map(|(id, _)| id)
+                .collect();
+            want.sort_unstable();
+            t.expired(Timestamp(now), &mut got);
+            assert_eq!(got, want, "at {now}");
+            for &id in &got {
+                t.remove(id);
+            }
+        }
+        assert!(t.timers.len() <= 2 * t.len() + 1024);
     }
 }

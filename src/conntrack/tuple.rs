@@ -9,10 +9,11 @@
 use crate::wire::InnerPacket;
 use crate::wire::{Family, L4, Packet, ipproto};
 use std::fmt;
+use std::hash::{Hash, Hasher};
 use std::net::IpAddr;
 
 /// One direction of a connection.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Tuple {
     pub src: IpAddr,
     pub dst: IpAddr,
@@ -124,6 +125,30 @@ impl Tuple {
         } else {
             (self.dst, self.src)
         }
+    }
+}
+
+/// An address as one integer, IPv6 tagged by its top bit so no IPv4 address
+/// collides with an IPv6 one in the common case.
+#[inline]
+fn addr_word(a: &IpAddr) -> u128 {
+    match a {
+        IpAddr::V4(v) => u128::from(u32::from(*v)),
+        IpAddr::V6(v) => u128::from(*v) ^ (1 << 127),
+    }
+}
+
+/// Hashes fixed-size words instead of the derived per-field, per-byte walk
+/// over `IpAddr`: tuples are the table's key and are hashed on every packet.
+/// Equal tuples give equal words, as `Hash` requires.
+impl Hash for Tuple {
+    #[inline]
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        state.write_u128(addr_word(&self.src));
+        state.write_u128(addr_word(&self.dst));
+        state.write_u64(
+            u64::from(self.sport) << 24 | u64::from(self.dport) << 8 | u64::from(self.proto),
+        );
     }
 }
 

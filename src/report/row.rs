@@ -251,53 +251,55 @@ impl<W: Write> RowWriter<W> {
 /// Appends one CSV line (with its newline) for `r` to `out`.
 pub fn write_row(r: &Row, out: &mut Vec<u8>) {
     let mut ib = itoa::Buffer::new();
-    out.extend_from_slice(ib.format(r.packet).as_bytes());
-    out.push(b',');
-    write_time(r.time, out);
-    out.push(b',');
+    let mut h = Head::new();
+    put_u64(&mut h, r.packet);
+    h.push(b',');
+    write_time(r.time, &mut h);
+    h.push(b',');
     match &r.pkt {
         Some(p) => {
             match p.proto {
-                ipproto::TCP => out.extend_from_slice(b"tcp"),
-                ipproto::UDP => out.extend_from_slice(b"udp"),
-                ipproto::ICMP => out.extend_from_slice(b"icmp"),
-                ipproto::ICMPV6 => out.extend_from_slice(b"icmpv6"),
-                n => out.extend_from_slice(ib.format(n).as_bytes()),
+                ipproto::TCP => h.extend_from_slice(b"tcp"),
+                ipproto::UDP => h.extend_from_slice(b"udp"),
+                ipproto::ICMP => h.extend_from_slice(b"icmp"),
+                ipproto::ICMPV6 => h.extend_from_slice(b"icmpv6"),
+                n => h.extend_from_slice(ib.format(n).as_bytes()),
             }
-            out.push(b',');
-            write_ip(p.src, out);
-            out.push(b',');
+            h.push(b',');
+            write_ip(p.src, &mut h);
+            h.push(b',');
             if let Some(sp) = p.sport {
-                out.extend_from_slice(ib.format(sp).as_bytes());
+                put_u64(&mut h, u64::from(sp));
             }
-            out.push(b',');
-            write_ip(p.dst, out);
-            out.push(b',');
+            h.push(b',');
+            write_ip(p.dst, &mut h);
+            h.push(b',');
             if let Some(dp) = p.dport {
-                out.extend_from_slice(ib.format(dp).as_bytes());
+                put_u64(&mut h, u64::from(dp));
             }
-            out.push(b',');
+            h.push(b',');
             match p.flags {
                 RowFlags::None => {}
                 RowFlags::Tcp(b) => {
                     for (bit, c) in TCP_FLAG_LETTERS {
                         if b & bit != 0 {
-                            out.push(c);
+                            h.push(c);
                         }
                     }
                 }
                 RowFlags::Icmp(t, c) => {
-                    out.extend_from_slice(ib.format(t).as_bytes());
-                    out.push(b'/');
-                    out.extend_from_slice(ib.format(c).as_bytes());
+                    put_u64(&mut h, u64::from(t));
+                    h.push(b'/');
+                    put_u64(&mut h, u64::from(c));
                 }
             }
-            out.push(b',');
-            out.extend_from_slice(ib.format(p.length).as_bytes());
-            out.push(b',');
+            h.push(b',');
+            put_u64(&mut h, u64::from(p.length));
+            h.push(b',');
         }
-        None => out.extend_from_slice(b",,,,,,,"),
+        None => h.extend_from_slice(b",,,,,,,"),
     }
+    out.extend_from_slice(h.text());
     r.chains.write_to(out);
     out.push(b',');
     if let Some(s) = r.ctstate {
@@ -395,32 +397,221 @@ fn write_status(s: Status, out: &mut Vec<u8>) {
 }
 
 /// `seconds.microseconds`, as `Timestamp`'s `Display`.
-fn write_time(t: Timestamp, out: &mut Vec<u8>) {
-    let mut ib = itoa::Buffer::new();
-    out.extend_from_slice(ib.format(t.secs()).as_bytes());
+fn write_time(t: Timestamp, out: &mut impl Put) {
+    put_u64(out, t.secs());
     out.push(b'.');
-    let us = t.subsec_nanos() / 1000;
-    let digits = ib.format(us).as_bytes();
-    out.extend(std::iter::repeat_n(b'0', 6 - digits.len()));
-    out.extend_from_slice(digits);
+    let mut us = t.subsec_nanos() / 1000;
+    let mut a = [0u8; 8];
+    for d in a[..6].iter_mut().rev() {
+        *d = b'0' + (us % 10) as u8;
+        us /= 10;
+    }
+    put_first(out, &a, 6);
 }
 
-fn write_ip(a: IpAddr, out: &mut Vec<u8>) {
-    match a {
-        IpAddr::V4(v) => {
-            let mut ib = itoa::Buffer::new();
-            for (i, o) in v.octets().into_iter().enumerate() {
-                if i > 0 {
-                    out.push(b'.');
-                }
-                out.extend_from_slice(ib.format(o).as_bytes());
-            }
-        }
-        // IPv6 text form has rules (zero runs, embedded IPv4) best left to std.
-        IpAddr::V6(v) => {
-            let _ = write!(out, "{v}");
+/// Appends the first `len` bytes of `a`. Copying the whole fixed-size array
+/// compiles to a vector store or two, where copying a slice of variable
+/// length is a call to `memcpy`, which dominates for fields of a few bytes;
+/// the surplus is cut off again.
+#[inline(always)]
+fn put_first<const N: usize>(out: &mut impl Put, a: &[u8; N], len: usize) {
+    out.put_first(a, len);
+}
+
+/// Where row text goes: the output buffer, or a row's [`Head`].
+trait Put {
+    fn push(&mut self, b: u8);
+    fn extend_from_slice(&mut self, s: &[u8]);
+    /// Appends the first `len` bytes of `a`; see [`put_first`].
+    fn put_first<const N: usize>(&mut self, a: &[u8; N], len: usize);
+}
+
+impl Put for Vec<u8> {
+    #[inline(always)]
+    fn push(&mut self, b: u8) {
+        Vec::push(self, b);
+    }
+    #[inline(always)]
+    fn extend_from_slice(&mut self, s: &[u8]) {
+        Vec::extend_from_slice(self, s);
+    }
+    #[inline(always)]
+    fn put_first<const N: usize>(&mut self, a: &[u8; N], len: usize) {
+        let keep = self.len() + len.min(N);
+        Vec::extend_from_slice(self, a);
+        self.truncate(keep);
+    }
+}
+
+/// Longest text of a row's leading columns (packet … length): 20 + 17 + 3
+/// + 2 × 39 (IPv6) + 2 × 5 + 8 + 10 digits and separators stay under 200.
+const HEAD_MAX: usize = 256;
+
+/// The leading, bounded-size columns of a row, assembled on the stack and
+/// copied to the output at once: a stack cursor needs no capacity check
+/// and no `memcpy` call per field. A write past the end (impossible by
+/// [`HEAD_MAX`]) is dropped rather than panicking.
+struct Head {
+    a: [u8; HEAD_MAX],
+    n: usize,
+}
+
+impl Head {
+    fn new() -> Head {
+        Head {
+            a: [0; HEAD_MAX],
+            n: 0,
         }
     }
+    fn text(&self) -> &[u8] {
+        &self.a[..self.n.min(HEAD_MAX)]
+    }
+}
+
+impl Put for Head {
+    #[inline(always)]
+    fn push(&mut self, b: u8) {
+        if let Some(d) = self.a.get_mut(self.n) {
+            *d = b;
+            self.n += 1;
+        }
+    }
+    #[inline(always)]
+    fn extend_from_slice(&mut self, s: &[u8]) {
+        if let Some(d) = self.a.get_mut(self.n..self.n + s.len()) {
+            d.copy_from_slice(s);
+            self.n += s.len();
+        }
+    }
+    #[inline(always)]
+    fn put_first<const N: usize>(&mut self, a: &[u8; N], len: usize) {
+        if let Some(d) = self.a.get_mut(self.n..self.n + N) {
+            d.copy_from_slice(a);
+            self.n += len.min(N);
+        }
+    }
+}
+
+/// "00" to "99", for writing decimals two digits at a time.
+const PAIRS: &[u8; 200] = b"\
+0001020304050607080910111213141516171819\
+2021222324252627282930313233343536373839\
+4041424344454647484950515253545556575859\
+6061626364656667686970717273747576777879\
+8081828384858687888990919293949596979899";
+
+/// `v` in decimal, written in place (see [`put_first`]).
+#[inline]
+fn put_u64(out: &mut impl Put, mut v: u64) {
+    let n = v.checked_ilog10().unwrap_or(0) as usize + 1;
+    let mut a = [0u8; 20];
+    let mut i = n;
+    while v >= 100 {
+        let r = (v % 100) as usize * 2;
+        v /= 100;
+        i -= 2;
+        a[i..i + 2].copy_from_slice(&PAIRS[r..r + 2]);
+    }
+    if v >= 10 {
+        let r = v as usize * 2;
+        a[..2].copy_from_slice(&PAIRS[r..r + 2]);
+    } else {
+        a[0] = b'0' + v as u8;
+    }
+    put_first(out, &a, n);
+}
+
+/// Every octet as text with a trailing dot, and the text's length with it.
+const OCTETS: [([u8; 4], u8); 256] = {
+    let mut t = [([0u8; 4], 0u8); 256];
+    let mut o = 0;
+    while o < 256 {
+        let (h, te, u) = ((o / 100) as u8, (o / 10 % 10) as u8, (o % 10) as u8);
+        t[o] = if o >= 100 {
+            ([b'0' + h, b'0' + te, b'0' + u, b'.'], 4)
+        } else if o >= 10 {
+            ([b'0' + te, b'0' + u, b'.', 0], 3)
+        } else {
+            ([b'0' + u, b'.', 0, 0], 2)
+        };
+        o += 1;
+    }
+    t
+};
+
+fn write_ip(a: IpAddr, out: &mut impl Put) {
+    match a {
+        IpAddr::V4(v) => {
+            let [a, b, c, d] = v.octets();
+            for o in [a, b, c] {
+                let (text, len) = &OCTETS[usize::from(o)];
+                put_first(out, text, usize::from(*len));
+            }
+            // The last octet without its dot.
+            let (text, len) = &OCTETS[usize::from(d)];
+            put_first(out, text, usize::from(*len) - 1);
+        }
+        IpAddr::V6(v) => write_ipv6(v, out),
+    }
+}
+
+/// An IPv6 address as std's `Display` writes it (RFC 5952: lowercase hex
+/// without leading zeros, the longest run of two or more zero groups, the
+/// first of equal ones, as `::`; IPv4-mapped addresses as `::ffff:a.b.c.d`),
+/// without the formatting machinery, which costs more than the whole rest
+/// of a row.
+fn write_ipv6(v: std::net::Ipv6Addr, out: &mut impl Put) {
+    if let Some(v4) = v.to_ipv4_mapped() {
+        out.extend_from_slice(b"::ffff:");
+        return write_ip(IpAddr::V4(v4), out);
+    }
+    let seg = v.segments();
+    let (mut best, mut best_len, mut cur, mut cur_len) = (0, 0, 0, 0);
+    for (i, &g) in seg.iter().enumerate() {
+        if g == 0 {
+            if cur_len == 0 {
+                cur = i;
+            }
+            cur_len += 1;
+            if cur_len > best_len {
+                (best, best_len) = (cur, cur_len);
+            }
+        } else {
+            cur_len = 0;
+        }
+    }
+    fn groups(gs: &[u16], out: &mut impl Put) {
+        for (i, &g) in gs.iter().enumerate() {
+            if i > 0 {
+                out.push(b':');
+            }
+            put_hex16(out, g);
+        }
+    }
+    if best_len > 1 {
+        groups(&seg[..best], out);
+        out.extend_from_slice(b"::");
+        groups(&seg[best + best_len..], out);
+    } else {
+        groups(&seg, out);
+    }
+}
+
+/// A 16-bit group in lowercase hex without leading zeros.
+#[inline]
+fn put_hex16(out: &mut impl Put, g: u16) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let n = match g {
+        0..=0xf => 1,
+        0x10..=0xff => 2,
+        0x100..=0xfff => 3,
+        _ => 4,
+    };
+    let mut a = [0u8; 4];
+    for (i, d) in a[..n].iter_mut().enumerate() {
+        *d = HEX[usize::from((g >> (4 * (n - 1 - i))) & 0xf)];
+    }
+    put_first(out, &a, n);
 }
 
 fn needs_quotes(b: &[u8]) -> bool {
@@ -454,6 +645,82 @@ fn requote_tail(out: &mut Vec<u8>, start: usize) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn numbers_addresses_and_times_match_std_formatting() {
+        let mut edge = vec![0u64, 1, 9, 10, 99, 100, 65535, u64::MAX, u64::MAX / 10];
+        edge.extend((1..20).flat_map(|k| {
+            let p = 10u64.pow(k);
+            [p - 1, p, p + 1, p + p / 2]
+        }));
+        for v in edge {
+            let mut out = b"x".to_vec();
+            put_u64(&mut out, v);
+            assert_eq!(out, format!("x{v}").into_bytes());
+        }
+        for o in 0..=255u8 {
+            let ip = IpAddr::from([o, 255 - o, o / 7, 10]);
+            let mut out = Vec::new();
+            write_ip(ip, &mut out);
+            assert_eq!(out, ip.to_string().into_bytes());
+        }
+        let mut x = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = move || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        for i in 0..20_000u32 {
+            let r = u128::from(next()) << 64 | u128::from(next());
+            // Zero some groups so runs of every length and position occur.
+            let mask = (0..8).fold(0u128, |m, k| {
+                if next() % 3 == 0 {
+                    m
+                } else {
+                    m | 0xffff << (16 * k)
+                }
+            });
+            let v6 = match i % 5 {
+                0 => std::net::Ipv6Addr::from(r & mask),
+                // Small groups: fewer than four hex digits.
+                1 => std::net::Ipv6Addr::from(r & mask & 0x00ff_000f_0fff_0001_00ff_000f_0fff_0001),
+                2 => std::net::Ipv4Addr::from(r as u32).to_ipv6_mapped(),
+                3 => std::net::Ipv4Addr::from(r as u32).to_ipv6_compatible(),
+                _ => std::net::Ipv6Addr::from(r),
+            };
+            let mut out = Vec::new();
+            write_ip(IpAddr::V6(v6), &mut out);
+            assert_eq!(out, v6.to_string().into_bytes(), "{v6:?}");
+        }
+        for s in [
+            "::",
+            "::1",
+            "1::",
+            "1:0:0:1:0:0:0:1",
+            "1:0:0:1:0:0:1:1",
+            "0:1::",
+        ] {
+            let v6: std::net::Ipv6Addr = s.parse().unwrap();
+            let mut out = Vec::new();
+            write_ip(IpAddr::V6(v6), &mut out);
+            assert_eq!(out, v6.to_string().into_bytes());
+        }
+        for ns in [
+            0u64,
+            999,
+            1_000,
+            1_704_067_200_000_006_000,
+            999_999_999,
+            u64::MAX,
+        ] {
+            let t = Timestamp(ns);
+            let mut out = Vec::new();
+            write_time(t, &mut out);
+            let want = format!("{}.{:06}", t.secs(), t.subsec_nanos() / 1000);
+            assert_eq!(out, want.into_bytes());
+        }
+    }
     use crate::capture::CaptureReader;
     use crate::netfilter::Hook;
     use crate::pipeline::{EngineConfig, Firewall};
@@ -549,6 +816,26 @@ mod tests {
             }
         }
         assert!(rows.len() > 500);
+        assert_eq!(
+            String::from_utf8(written(&rows)).unwrap(),
+            String::from_utf8(reference(&rows)).unwrap()
+        );
+    }
+
+    #[test]
+    fn widest_leading_columns_fit_the_head() {
+        let mut r = Row::new(u64::MAX, Timestamp(u64::MAX));
+        let wide: IpAddr = "ffff:ffff:ffff:ffff:ffff:ffff:ffff:fffe".parse().unwrap();
+        r.pkt = Some(RowPacket {
+            proto: 253,
+            src: wide,
+            dst: wide,
+            sport: Some(u16::MAX),
+            dport: Some(u16::MAX),
+            flags: RowFlags::Icmp(255, 255),
+            length: u32::MAX,
+        });
+        let rows = [r];
         assert_eq!(
             String::from_utf8(written(&rows)).unwrap(),
             String::from_utf8(reference(&rows)).unwrap()

@@ -41,6 +41,12 @@ pub struct BenchConfig {
     pub precision: TsPrecision,
     /// Timestamp of the first packet.
     pub start: Timestamp,
+    /// Packets per second of capture time (on average; gaps vary ±90 %).
+    /// The default, 100k, makes a 10M-packet capture last 100 s, less than
+    /// the TIME_WAIT and UDP stream timeouts, so nothing closed ever
+    /// expires; a few thousand per second spread the same traffic over long
+    /// enough that entries leave the table at the rate they enter it.
+    pub rate: u64,
 }
 
 impl Default for BenchConfig {
@@ -52,6 +58,7 @@ impl Default for BenchConfig {
             link: Link::Ethernet,
             precision: TsPrecision::Micro,
             start: crate::synth::script::EPOCH,
+            rate: 100_000,
         }
     }
 }
@@ -75,6 +82,11 @@ pub struct BenchStats {
 pub fn generate<W: Write>(cfg: &BenchConfig, out: W) -> Result<(BenchStats, W), SynthError> {
     if cfg.flows == 0 {
         return Err(SynthError::Param("flows must be at least 1"));
+    }
+    if cfg.rate == 0 || cfg.rate > 100_000_000 {
+        return Err(SynthError::Param(
+            "rate must be between 1 and 100M packets/s",
+        ));
     }
     let mut rng = Rng::new(cfg.seed);
     let mut pattern = vec![0u8; PATTERN_LEN];
@@ -195,6 +207,8 @@ struct BenchGen {
     stats: BenchStats,
     /// Scratch for the quoted packet of an ICMP error.
     quote_buf: Vec<u8>,
+    /// Bounds of the inter-packet gap in ns.
+    gap: (u64, u64),
 }
 
 /// Flow-start weights for TCP, UDP, ICMP echo, ICMP error probes and junk,
@@ -212,6 +226,10 @@ impl BenchGen {
             counter: 0,
             stats: BenchStats::default(),
             quote_buf: Vec::with_capacity(128),
+            gap: {
+                let mean = 1_000_000_000 / cfg.rate;
+                (mean / 10, 2 * mean - mean / 10)
+            },
         };
         for _ in 0..cfg.flows {
             let c = g.new_conv();
@@ -337,10 +355,10 @@ impl BenchGen {
         hdr: &mut Vec<u8>,
     ) -> Result<(Timestamp, &'p [u8], usize), SynthError> {
         let i = self.rng.below(self.slots.len() as u64) as usize;
-        // Inter-packet gap 1-19 µs: about 100k packets per second of capture time.
-        self.now = self
-            .now
-            .add(crate::time::Duration(self.rng.range(1_000, 19_000)));
+        // Inter-packet gap between 0.1 and 1.9 times the mean (1-19 µs at
+        // the default 100k packets per second of capture time).
+        let (lo, hi) = self.gap;
+        self.now = self.now.add(crate::time::Duration(self.rng.range(lo, hi)));
         let ts = self.now;
         let emit = step(
             &mut self.slots[i],
@@ -835,5 +853,26 @@ mod tests {
     #[test]
     fn zero_flows_is_an_error() {
         assert!(generate(&cfg(10, 0, 1), Vec::new()).is_err());
+        let zero_rate = BenchConfig {
+            rate: 0,
+            ..cfg(10, 1, 1)
+        };
+        assert!(generate(&zero_rate, Vec::new()).is_err());
+    }
+
+    #[test]
+    fn rate_sets_the_capture_duration() {
+        // 20k packets at 1000/s last about 20 s; at the default 100k/s, 0.2 s.
+        for (rate, secs) in [(1000u64, 20.0f64), (100_000, 0.2)] {
+            let c = BenchConfig {
+                rate,
+                ..cfg(20_000, 100, 3)
+            };
+            let (_, bytes) = generate(&c, Vec::new()).unwrap();
+            let f = frames(&bytes);
+            let span = (f.last().unwrap().0 - f[0].0) as f64 / 1e6;
+            assert!((span - secs).abs() < secs * 0.05, "rate {rate}: {span} s");
+            assert!(f.windows(2).all(|w| w[1].0 > w[0].0));
+        }
     }
 }

@@ -1,16 +1,48 @@
 //! The Internet checksum (RFC 1071) over borrowed bytes, without allocation.
 //!
-//! Summation is etherparse's 64-bit one (eight bytes per step). A buffer is
-//! valid when the folded sum of all its 16-bit words, checksum field
-//! included, is 0xffff.
+//! Bulk summation adds 32-bit words into four independent 64-bit
+//! accumulators (sixteen bytes per step, no carry chain, which the compiler
+//! can vectorise); folding and the pseudo-header use etherparse's helpers. A
+//! buffer is valid when the folded sum of all its 16-bit words, checksum
+//! field included, is 0xffff.
 
 use etherparse::checksum::u64_16bit_word;
 use std::net::IpAddr;
 
 /// Adds `bytes` (padded with a zero byte if odd) to a running sum.
+///
+/// A 32-bit word read in native order is, modulo 0xffff, the sum of its two
+/// native 16-bit words, and every fold works modulo 0xffff; so summing 32-bit
+/// words without carries gives the same folded result as summing 16-bit
+/// words with end-around carry. The accumulators cannot overflow for slices
+/// under 2^36 bytes; packets are under 2^17.
 #[inline]
 pub(crate) fn sum(start: u64, bytes: &[u8]) -> u64 {
-    u64_16bit_word::add_slice(start, bytes)
+    let word = |b: &[u8]| u64::from(u32::from_ne_bytes([b[0], b[1], b[2], b[3]]));
+    let mut acc = [0u64; 4];
+    let mut chunks = bytes.chunks_exact(16);
+    for c in &mut chunks {
+        acc[0] += word(&c[0..4]);
+        acc[1] += word(&c[4..8]);
+        acc[2] += word(&c[8..12]);
+        acc[3] += word(&c[12..16]);
+    }
+    let mut total = acc[0] + acc[1] + acc[2] + acc[3];
+    let mut rest = chunks.remainder();
+    while rest.len() >= 4 {
+        total += word(rest);
+        rest = &rest[4..];
+    }
+    if rest.len() >= 2 {
+        total += u64::from(u16::from_ne_bytes([rest[0], rest[1]]));
+        rest = &rest[2..];
+    }
+    if let [last] = rest {
+        total += u64::from(u16::from_ne_bytes([*last, 0]));
+    }
+    // End-around carry keeps the result a ones' complement sum.
+    let (s, carry) = start.overflowing_add(total);
+    s + u64::from(carry)
 }
 
 /// Folds a running sum to 16 bits, in network byte order.
@@ -57,6 +89,33 @@ mod tests {
         let b = [0x00, 0x01, 0xf2, 0x03, 0xf4, 0xf5, 0xf6, 0xf7];
         assert_eq!(fold(sum(0, &b)), 0xddf2);
         assert_eq!(compute(&b), !0xddf2);
+    }
+
+    #[test]
+    fn matches_sixteen_bit_summation_for_every_length_and_start() {
+        // Reference: etherparse's 16-bit-word summation with carries.
+        let mut x = 0x1234_5678_9abc_def1u64;
+        let data: Vec<u8> = (0..300)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                x as u8
+            })
+            .collect();
+        let ones = vec![0xffu8; 300];
+        for buf in [&data[..], &ones[..]] {
+            for len in 0..buf.len() {
+                for start in [0u64, 1, 0xffff, u64::MAX - 3, 0x8000_0000_0000_0000] {
+                    let want = fold(u64_16bit_word::add_slice(start, &buf[..len]));
+                    assert_eq!(
+                        fold(sum(start, &buf[..len])),
+                        want,
+                        "len {len} start {start}"
+                    );
+                }
+            }
+        }
     }
 
     #[test]
