@@ -383,6 +383,10 @@ impl Defrag {
     /// Removes the queues whose time is up at `now` (and those `push` found
     /// expired), oldest first.
     pub fn expire(&mut self, now: Timestamp, timeouts: DefragTimeouts) -> Vec<ExpiredQueue> {
+        // Called for every frame: without queues there is nothing to scan.
+        if self.queues.is_empty() && self.expired.is_empty() {
+            return Vec::new();
+        }
         let mut out = std::mem::take(&mut self.expired);
         let dead: Vec<Key> = self
             .queues
