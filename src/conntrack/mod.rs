@@ -58,30 +58,31 @@ impl Status {
     pub fn set(&mut self, bit: u32) {
         self.0 |= bit;
     }
-    /// `EXPECTED|SEEN_REPLY|ASSURED|CONFIRMED` in bit order, as `conntrack`
-    /// and ctnetlink name them; empty when no bit is set.
+    /// Bit names as `conntrack` and ctnetlink spell them, in bit order.
+    const NAMES: [(u32, &'static str); 9] = [
+        (Status::EXPECTED, "EXPECTED"),
+        (Status::SEEN_REPLY, "SEEN_REPLY"),
+        (Status::ASSURED, "ASSURED"),
+        (Status::CONFIRMED, "CONFIRMED"),
+        (Status::SRC_NAT, "SRC_NAT"),
+        (Status::DST_NAT, "DST_NAT"),
+        (Status::DYING, "DYING"),
+        (Status::FIXED_TIMEOUT, "FIXED_TIMEOUT"),
+        (Status::HELPER, "HELPER"),
+    ];
+
+    /// The names of the bits that are set, in bit order (no allocation).
+    pub fn set_names(self) -> impl Iterator<Item = &'static str> {
+        Self::NAMES
+            .into_iter()
+            .filter(move |(bit, _)| self.has(*bit))
+            .map(|(_, n)| n)
+    }
+
+    /// `EXPECTED|SEEN_REPLY|ASSURED|CONFIRMED` in bit order; empty when no
+    /// bit is set.
     pub fn names(self) -> String {
-        const NAMES: &[(u32, &str)] = &[
-            (Status::EXPECTED, "EXPECTED"),
-            (Status::SEEN_REPLY, "SEEN_REPLY"),
-            (Status::ASSURED, "ASSURED"),
-            (Status::CONFIRMED, "CONFIRMED"),
-            (Status::SRC_NAT, "SRC_NAT"),
-            (Status::DST_NAT, "DST_NAT"),
-            (Status::DYING, "DYING"),
-            (Status::FIXED_TIMEOUT, "FIXED_TIMEOUT"),
-            (Status::HELPER, "HELPER"),
-        ];
-        let mut out = String::new();
-        for (bit, name) in NAMES {
-            if self.has(*bit) {
-                if !out.is_empty() {
-                    out.push('|');
-                }
-                out.push_str(name);
-            }
-        }
-        out
+        self.set_names().collect::<Vec<_>>().join("|")
     }
 }
 

@@ -373,26 +373,11 @@ const TCP_FLAG_LETTERS: [(u8, u8); 8] = [
 /// Status bits as `conntrack` names them (`Status::names`), without
 /// allocating.
 fn write_status(s: Status, out: &mut Vec<u8>) {
-    const NAMES: [(u32, &str); 9] = [
-        (Status::EXPECTED, "EXPECTED"),
-        (Status::SEEN_REPLY, "SEEN_REPLY"),
-        (Status::ASSURED, "ASSURED"),
-        (Status::CONFIRMED, "CONFIRMED"),
-        (Status::SRC_NAT, "SRC_NAT"),
-        (Status::DST_NAT, "DST_NAT"),
-        (Status::DYING, "DYING"),
-        (Status::FIXED_TIMEOUT, "FIXED_TIMEOUT"),
-        (Status::HELPER, "HELPER"),
-    ];
-    let mut first = true;
-    for (bit, name) in NAMES {
-        if s.has(bit) {
-            if !first {
-                out.push(b'|');
-            }
-            out.extend_from_slice(name.as_bytes());
-            first = false;
+    for (i, name) in s.set_names().enumerate() {
+        if i > 0 {
+            out.push(b'|');
         }
+        out.extend_from_slice(name.as_bytes());
     }
 }
 
