@@ -182,6 +182,13 @@ impl<W: Write, T: Write> Sink for CliSink<W, T> {
         self.summary.add(row);
         self.rows.write(row)
     }
+    fn formatter(&self) -> Option<pipeline::RowFormat> {
+        Some(ctsim::report::row::write_row)
+    }
+    fn formatted_row(&mut self, row: &Row, text: &[u8]) -> io::Result<()> {
+        self.summary.add(row);
+        self.rows.write_formatted(text)
+    }
     fn events(&mut self, events: &mut dyn Iterator<Item = Event>) -> io::Result<()> {
         if let Some(t) = &mut self.trace {
             for e in events {

@@ -19,10 +19,24 @@ use crate::time::Timestamp;
 use shard::LocalOrder;
 use std::path::Path;
 
+/// Turns a row into its output bytes. Given by a sink that can take rows
+/// already formatted, so that workers format in parallel and the merge only
+/// copies bytes in capture order.
+pub type RowFormat = fn(&Row, &mut Vec<u8>);
+
 /// Receives the results of a replay, in capture order.
 pub trait Sink {
     fn row(&mut self, row: &Row) -> std::io::Result<()>;
     fn events(&mut self, events: &mut dyn Iterator<Item = Event>) -> std::io::Result<()>;
+    /// The formatter whose output [`Sink::formatted_row`] accepts, if any.
+    fn formatter(&self) -> Option<RowFormat> {
+        None
+    }
+    /// A row with its bytes as [`Sink::formatter`] made them.
+    fn formatted_row(&mut self, row: &Row, text: &[u8]) -> std::io::Result<()> {
+        let _ = text;
+        self.row(row)
+    }
 }
 
 #[derive(Debug, thiserror::Error)]

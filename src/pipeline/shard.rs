@@ -32,6 +32,7 @@
 //! the quoted ones) and IPv4 `ipfrag_max_dist`, which counts fragments per
 //! source across destinations.
 
+use super::RowFormat;
 use super::{Firewall, ReplayError, ReplayStats, Sink};
 use crate::capture::{CaptureError, CaptureReader, Frame, Linktype};
 use crate::conntrack::proto::icmp::{self, IcmpClass};
@@ -293,6 +294,10 @@ enum Msg {
     /// is false for the final flush, which carries no events.
     Out {
         rows: Vec<Row>,
+        /// The rows' formatted bytes, back to back, when the sink takes
+        /// formatted rows (`ends[i]` is where row i's bytes end).
+        text: Vec<u8>,
+        ends: Vec<u32>,
         events: Vec<Tagged>,
         counted: bool,
         shard: u16,
@@ -320,6 +325,7 @@ pub(crate) fn replay_sharded(
     let in_flight = 2 * jobs + 2;
     let (merge_tx, merge_rx) = sync_channel::<Msg>(4 * jobs + 4);
     let (pool_tx, pool_rx) = sync_channel::<Batch>(in_flight);
+    let fmt = sink.formatter();
     std::thread::scope(|scope| {
         let mut work_txs = Vec::with_capacity(jobs);
         for id in 0..jobs {
@@ -328,7 +334,9 @@ pub(crate) fn replay_sharded(
             let (out, pool) = (merge_tx.clone(), pool_tx.clone());
             std::thread::Builder::new()
                 .name(format!("ctsim-shard-{id}"))
-                .spawn_scoped(scope, move || worker(id as u16, rules, cfg, rx, pool, out))
+                .spawn_scoped(scope, move || {
+                    worker(id as u16, rules, cfg, fmt, rx, pool, out)
+                })
                 .expect("spawning a worker thread");
         }
         drop(pool_tx);
@@ -451,10 +459,25 @@ fn worker(
     id: u16,
     rules: &Ruleset,
     cfg: &EngineConfig,
+    fmt: Option<RowFormat>,
     input: Receiver<Arc<Batch>>,
     pool: SyncSender<Batch>,
     out: SyncSender<Msg>,
 ) {
+    // Formatting here, in parallel, leaves the merger only byte copies.
+    let format = |rows: &[Row]| {
+        let mut text = Vec::new();
+        let mut ends = Vec::new();
+        if let Some(f) = fmt {
+            text.reserve(rows.len() * 112);
+            ends.reserve(rows.len());
+            for r in rows {
+                f(r, &mut text);
+                ends.push(text.len() as u32);
+            }
+        }
+        (text, ends)
+    };
     let mut fw = Firewall::new(rules, cfg);
     let mut order = LocalOrder::default();
     // The capture-wide clock, as a single firewall's `Clock` would run.
@@ -482,24 +505,29 @@ fn worker(
         if let Some(b) = Arc::into_inner(batch) {
             let _ = pool.send(b);
         }
-        if (trace || !rows.is_empty())
-            && out
-                .send(Msg::Out {
-                    rows,
-                    events,
-                    counted: true,
-                    shard: id,
-                })
-                .is_err()
-        {
-            return;
+        if trace || !rows.is_empty() {
+            let (text, ends) = format(&rows);
+            let msg = Msg::Out {
+                rows,
+                text,
+                ends,
+                events,
+                counted: true,
+                shard: id,
+            };
+            if out.send(msg).is_err() {
+                return;
+            }
         }
     }
     let mut rows = Vec::new();
     fw.finish(&mut |row| order.push(row, &mut rows));
     order.drain(&mut rows);
+    let (text, ends) = format(&rows);
     let _ = out.send(Msg::Out {
         rows,
+        text,
+        ends,
         events: Vec::new(),
         counted: false,
         shard: id,
@@ -521,7 +549,11 @@ fn merge(
     sink: &mut dyn Sink,
 ) -> Result<ReplayStats, ReplayError> {
     let mut map: VecDeque<u16> = VecDeque::new();
-    let mut queues: Vec<VecDeque<Row>> = (0..jobs).map(|_| VecDeque::new()).collect();
+    // Per shard: rows waiting for their turn, with the length of their
+    // formatted bytes (0 when the sink formats itself), and those bytes.
+    let mut queues: Vec<VecDeque<(Row, u32)>> = (0..jobs).map(|_| VecDeque::new()).collect();
+    let mut texts: Vec<VecDeque<u8>> = (0..jobs).map(|_| VecDeque::new()).collect();
+    let mut scratch: Vec<u8> = Vec::new();
     // Events of batch n (counted per shard): shard outputs arrive in batch
     // order per shard, so the k-th output of each shard is batch k.
     let mut ev_seen = vec![0usize; jobs];
@@ -539,11 +571,23 @@ fn merge(
             Msg::Map(m) => map.extend(m),
             Msg::Out {
                 rows,
+                text,
+                ends,
                 events,
                 counted,
                 shard,
             } => {
-                queues[shard as usize].extend(rows);
+                let q = &mut queues[shard as usize];
+                if ends.is_empty() {
+                    q.extend(rows.into_iter().map(|r| (r, 0)));
+                } else {
+                    let mut start = 0u32;
+                    for (r, end) in rows.into_iter().zip(ends) {
+                        q.push_back((r, end - start));
+                        start = end;
+                    }
+                    texts[shard as usize].extend(text);
+                }
                 if counted && trace {
                     let k = ev_seen[shard as usize] - ev_base;
                     ev_seen[shard as usize] += 1;
@@ -573,11 +617,25 @@ fn merge(
             }
         }
         while let Some(&s) = map.front() {
-            let Some(row) = queues[s as usize].pop_front() else {
+            let Some((row, len)) = queues[s as usize].pop_front() else {
                 break;
             };
             map.pop_front();
-            sink.row(&row)?;
+            if len == 0 {
+                sink.row(&row)?;
+            } else {
+                let text = &mut texts[s as usize];
+                let len = len as usize;
+                let (a, _) = text.as_slices();
+                if a.len() >= len {
+                    sink.formatted_row(&row, &a[..len])?;
+                } else {
+                    scratch.clear();
+                    scratch.extend(text.range(..len));
+                    sink.formatted_row(&row, &scratch)?;
+                }
+                text.drain(..len);
+            }
         }
     }
     stats.rule_state = rule_state;

@@ -241,6 +241,16 @@ impl<W: Write> RowWriter<W> {
         Ok(())
     }
 
+    /// Writes a row already formatted by [`write_row`] (by a worker thread).
+    pub fn write_formatted(&mut self, text: &[u8]) -> io::Result<()> {
+        self.buf.extend_from_slice(text);
+        if self.buf.len() >= FLUSH_AT {
+            self.out.write_all(&self.buf)?;
+            self.buf.clear();
+        }
+        Ok(())
+    }
+
     pub fn flush(&mut self) -> io::Result<()> {
         self.out.write_all(&self.buf)?;
         self.buf.clear();
