@@ -100,6 +100,18 @@ impl<'r> Firewall<'r> {
         }
     }
 
+    /// Rows of fragments whose queue defrag threw away: they never reach a
+    /// rule.
+    fn drop_held(&mut self, frames: Vec<u64>, emit: &mut impl FnMut(Row)) {
+        for idx in frames {
+            if let Some(mut r) = self.held.remove(&idx) {
+                r.verdict = RowVerdict::Defrag;
+                r.notes.set(Notes::DEFRAG_DROPPED);
+                emit(r);
+            }
+        }
+    }
+
     /// Processes one capture frame; finished rows go to `emit` (possibly
     /// several, for a completed fragment set, or none, for a held fragment).
     pub fn process(
@@ -110,15 +122,8 @@ impl<'r> Firewall<'r> {
     ) {
         let now = self.clock.advance(frame.ts);
         self.ct.sweep(now, frame.index);
+        self.expire_fragments(now, emit);
         let timeouts = DefragTimeouts::from(&self.cfg.sysctls);
-        for exp in self.defrag.expire(now, timeouts) {
-            for idx in exp.fragments {
-                if let Some(mut row) = self.held.remove(&idx) {
-                    row.verdict = RowVerdict::Defrag;
-                    emit(row);
-                }
-            }
-        }
         let mut row = Row::new(frame.index, frame.ts);
         let pkt = match wire::decode(frame) {
             Ok(p) => p,
@@ -169,13 +174,7 @@ impl<'r> Firewall<'r> {
                         Hook::Prerouting
                     });
                     self.held.insert(frame.index, row);
-                    for idx in discarded {
-                        if let Some(mut r) = self.held.remove(&idx) {
-                            r.verdict = RowVerdict::Defrag;
-                            r.notes.set(Notes::DEFRAG_DROPPED);
-                            emit(r);
-                        }
-                    }
+                    self.drop_held(discarded, emit);
                 }
                 DefragOutcome::Dropped { discarded, .. } => {
                     row.chains.push(if self.cfg.topology.is_local(&pkt.src) {
@@ -185,13 +184,7 @@ impl<'r> Firewall<'r> {
                     });
                     row.verdict = RowVerdict::Defrag;
                     row.notes.set(Notes::DEFRAG_DROPPED);
-                    for idx in discarded {
-                        if let Some(mut r) = self.held.remove(&idx) {
-                            r.verdict = RowVerdict::Defrag;
-                            r.notes.set(Notes::DEFRAG_DROPPED);
-                            emit(r);
-                        }
-                    }
+                    self.drop_held(discarded, emit);
                     emit(row);
                 }
                 DefragOutcome::Complete(re) => {
@@ -222,13 +215,7 @@ impl<'r> Firewall<'r> {
                     emit(row);
                 }
                 DefragOutcome::PassThrough { discarded, .. } => {
-                    for idx in discarded {
-                        if let Some(mut r) = self.held.remove(&idx) {
-                            r.verdict = RowVerdict::Defrag;
-                            r.notes.set(Notes::DEFRAG_DROPPED);
-                            emit(r);
-                        }
-                    }
+                    self.drop_held(discarded, emit);
                     self.walk(&pkt, iface_name, now, frame.index, &mut row);
                     emit(row);
                 }

@@ -15,8 +15,6 @@ pub struct Summary {
     pub defrag: u64,
     /// NEW, ESTABLISHED, RELATED, INVALID, UNTRACKED.
     pub states: [u64; 5],
-    pub bad_l4_checksum: u64,
-    pub l4_checksum_checked: u64,
 }
 
 impl Summary {
@@ -50,8 +48,6 @@ impl Summary {
         for i in 0..5 {
             self.states[i] += o.states[i];
         }
-        self.bad_l4_checksum += o.bad_l4_checksum;
-        self.l4_checksum_checked += o.l4_checksum_checked;
     }
 
     pub fn render(&self) -> String {

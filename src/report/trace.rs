@@ -50,7 +50,12 @@ impl<W: Write> TraceWriter<W> {
             b.push_str(t.name());
         }
         let tcp = b.len();
-        b.push_str(&e.status.names());
+        for (i, name) in e.status.set_names().enumerate() {
+            if i > 0 {
+                b.push('|');
+            }
+            b.push_str(name);
+        }
         let status = b.len();
         let _ = write!(b, "{}", e.timeout);
         let timeout = b.len();
