@@ -110,6 +110,7 @@ impl CtState {
 
 pub mod expect;
 pub mod helper;
+pub mod index;
 pub mod table;
 pub mod tuple;
 
@@ -210,15 +211,20 @@ impl HelperKind {
 }
 
 /// A connection entry (`struct nf_conn`).
+///
+/// Laid out in declaration order, cache-line aligned, with what every
+/// packet reads first (tuples, timer, status, tracker state), so a lookup
+/// touches the fewest lines and the table can prefetch exactly those.
 #[derive(Debug, Clone)]
+#[repr(C, align(64))]
 pub struct Conn {
-    /// Stable name: the capture index of the packet that created it.
-    pub uid: u64,
     pub tuple: [Tuple; 2],
-    pub status: Status,
     /// Absolute expiry on the capture clock.
     pub expires: Timestamp,
+    pub status: Status,
     pub proto: ProtoState,
+    /// Stable name: the capture index of the packet that created it.
+    pub uid: u64,
     pub mark: u32,
     /// uid of the master connection for expected connections.
     pub master: Option<u64>,
@@ -465,6 +471,21 @@ impl Conntrack {
                 self.table.rearm(id);
             }
         }
+    }
+
+    /// Starts loading, ahead of time, what a lookup of this flow will read:
+    /// the index bucket (`entry` false), or some packets later the entry
+    /// itself. Only a hint to the CPU; no effect on any result.
+    #[inline]
+    pub fn prefetch(&self, flow: &crate::wire::hint::FlowHint, entry: bool) {
+        let t = Tuple {
+            src: flow.src,
+            dst: flow.dst,
+            sport: flow.sport,
+            dport: flow.dport,
+            proto: flow.proto,
+        };
+        self.table.prefetch(&t, entry);
     }
 
     /// True when an entry with this tuple (either direction) is alive.

@@ -7,13 +7,20 @@
 //! in the heap and is re-queued when that deadline comes up; a timer that
 //! moves earlier must be reported with [`Table::rearm`]. The table does not
 //! decide when entries leave; [`Table::expired`] lists them for the caller.
+//!
+//! The tuple index ([`super::index`]) holds slot numbers and hash bits
+//! only, and keys are compared against the tuples stored in the entries
+//! themselves: a lookup touches one line of the index and the entry it
+//! needs anyway. Both can be prefetched packets ahead ([`Table::prefetch`]).
 
+use super::index::{Packed, TupleIndex, prefetch_line};
 use super::tuple::Tuple;
 use super::{Conn, Dir};
 use crate::time::Timestamp;
-use rustc_hash::FxHashMap;
+use rustc_hash::FxHasher;
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
+use std::hash::{Hash, Hasher};
 
 /// A queued deadline: when, which slot, and the uid of the entry that was in
 /// it (slots are reused).
@@ -26,7 +33,8 @@ pub type ConnId = u32;
 pub struct Table {
     slots: Vec<Option<Conn>>,
     free: Vec<ConnId>,
-    index: FxHashMap<Tuple, (ConnId, Dir)>,
+    /// `id << 1 | direction`, keyed by the entry's tuple in that direction.
+    index: TupleIndex,
     live: usize,
     /// Deadlines, earliest first; may hold stale ones (see module docs).
     timers: BinaryHeap<Deadline>,
@@ -46,8 +54,34 @@ impl Table {
 
     /// Finds the entry holding `tuple` in either direction, whatever its
     /// timer says; the caller decides about expiry.
+    #[inline]
     pub fn find(&self, tuple: &Tuple) -> Option<(ConnId, Dir)> {
-        self.index.get(tuple).copied()
+        let slots = &self.slots;
+        self.index
+            .find(hash(tuple), |e| key_of(slots, e) == Some(tuple))
+            .map(unpack)
+    }
+
+    /// Starts loading what a lookup of `tuple` will read: with `entry`
+    /// false the index bucket, with `entry` true (some packets later, when
+    /// the bucket has arrived) the entries it points to. Only a hint.
+    #[inline]
+    pub fn prefetch(&self, tuple: &Tuple, entry: bool) {
+        let h = hash(tuple);
+        if !entry {
+            self.index.prefetch(h);
+            return;
+        }
+        self.index.candidates(h, |e| {
+            if let Some(slot) = self.slots.get((e >> 1) as usize) {
+                let p = slot as *const Option<Conn> as *const u8;
+                // The fields a lookup and the trackers read lie in the
+                // first three lines (Conn is laid out hot fields first).
+                for off in [0, 64, 128] {
+                    prefetch_line(p.wrapping_add(off));
+                }
+            }
+        });
     }
 
     pub fn get(&self, id: ConnId) -> &Conn {
@@ -63,8 +97,6 @@ impl Table {
     }
 
     pub fn insert(&mut self, conn: Conn) -> ConnId {
-        let t0 = conn.tuple[0];
-        let t1 = conn.tuple[1];
         let (expires, uid) = (conn.expires, conn.uid);
         let id = match self.free.pop() {
             Some(id) => {
@@ -79,19 +111,29 @@ impl Table {
             }
         };
         self.timers.push(Reverse((expires, id, uid)));
-        self.index.insert(t0, (id, Dir::Original));
-        self.index.insert(t1, (id, Dir::Reply));
+        for dir in [Dir::Original, Dir::Reply] {
+            self.link(id, dir);
+        }
         self.live += 1;
         id
     }
 
+    /// Makes the entry's tuple in `dir` find it; a live entry already
+    /// found under that tuple loses it (the later insert wins).
+    fn link(&mut self, id: ConnId, dir: Dir) {
+        let slots = &self.slots;
+        let t = &slots[id as usize].as_ref().expect("live conn id").tuple[dir.index()];
+        let packed = pack(id, dir);
+        self.index.insert(hash(t), packed, |e| {
+            e != packed && key_of(slots, e) == Some(t)
+        });
+    }
+
     pub fn remove(&mut self, id: ConnId) -> Conn {
         let conn = self.slots[id as usize].take().expect("live conn id");
-        for (d, t) in conn.tuple.iter().enumerate() {
-            if self.index.get(t).is_some_and(|&(i, _)| i == id) {
-                self.index.remove(t);
-            }
-            let _ = d;
+        for dir in [Dir::Original, Dir::Reply] {
+            self.index
+                .remove(hash(&conn.tuple[dir.index()]), pack(id, dir));
         }
         self.free.push(id);
         self.live -= 1;
@@ -161,6 +203,35 @@ impl Table {
             .enumerate()
             .filter_map(|(i, s)| s.as_ref().map(|c| (i as ConnId, c)))
     }
+}
+
+fn hash(t: &Tuple) -> u64 {
+    let mut h = FxHasher::default();
+    t.hash(&mut h);
+    h.finish()
+}
+
+fn pack(id: ConnId, dir: Dir) -> Packed {
+    id << 1 | dir.index() as u32
+}
+
+fn unpack(e: Packed) -> (ConnId, Dir) {
+    let dir = if e & 1 == 0 {
+        Dir::Original
+    } else {
+        Dir::Reply
+    };
+    (e >> 1, dir)
+}
+
+/// The tuple an index entry stands for.
+#[inline]
+fn key_of(slots: &[Option<Conn>], e: Packed) -> Option<&Tuple> {
+    let (id, dir) = unpack(e);
+    slots
+        .get(id as usize)
+        .and_then(|s| s.as_ref())
+        .map(|c| &c.tuple[dir.index()])
 }
 
 #[cfg(test)]

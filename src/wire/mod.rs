@@ -28,6 +28,7 @@
 mod checksum;
 mod decode;
 mod error;
+pub mod hint;
 mod icmp;
 mod link;
 
