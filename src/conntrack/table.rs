@@ -1,12 +1,18 @@
 //! The connection table: entries in a slab, found through both of their
 //! tuples, invisible from the moment their timer runs out.
 //!
-//! Expiry is found through a min-heap of timer deadlines rather than a scan
-//! of the slab, so the periodic gc costs what it reaps, not what the table
-//! holds. The heap is lazy: a timer that moves later keeps its old deadline
-//! in the heap and is re-queued when that deadline comes up; a timer that
+//! Expiry is found through a timer wheel of deadlines rather than a scan of
+//! the slab, so the periodic gc costs what it reaps, not what the table
+//! holds. The wheel is lazy: a timer that moves later keeps its old deadline
+//! in the wheel and is re-queued when that deadline comes up; a timer that
 //! moves earlier must be reported with [`Table::rearm`]. The table does not
 //! decide when entries leave; [`Table::expired`] lists them for the caller.
+//!
+//! A wheel rather than a heap because timers move on nearly every packet of
+//! a connection whose state changes (a TCP entry goes from its 5-day to its
+//! 300-second timeout while data is unacknowledged, and back): queueing is
+//! one append to a slot's list instead of a sift through a heap far larger
+//! than the cache.
 //!
 //! The tuple index ([`super::index`]) holds slot numbers and hash bits
 //! only, and keys are compared against the tuples stored in the entries
@@ -18,13 +24,92 @@ use super::tuple::Tuple;
 use super::{Conn, Dir};
 use crate::time::Timestamp;
 use rustc_hash::FxHasher;
-use std::cmp::Reverse;
-use std::collections::BinaryHeap;
 use std::hash::{Hash, Hasher};
 
 /// A queued deadline: when, which slot, and the uid of the entry that was in
 /// it (slots are reused).
-type Deadline = Reverse<(Timestamp, ConnId, u64)>;
+#[derive(Debug, Clone, Copy)]
+struct Deadline {
+    at: Timestamp,
+    id: ConnId,
+    uid: u64,
+}
+
+/// log2 of a wheel tick in nanoseconds (about 1.07 s, near the gc's 1 s
+/// period, so a sweep visits one or two slots).
+const TICK_SHIFT: u32 = 30;
+/// Slots in the wheel (about 18 minutes of ticks). Deadlines further out
+/// share slots with nearer ones and are passed over until their turn.
+const WHEEL_SLOTS: usize = 1024;
+
+/// Deadlines by the tick they fall in, modulo [`WHEEL_SLOTS`].
+#[derive(Debug)]
+struct Wheel {
+    slots: Vec<Vec<Deadline>>,
+    /// Every tick before this one has been fully visited.
+    swept: u64,
+    len: usize,
+}
+
+impl Default for Wheel {
+    fn default() -> Self {
+        Wheel {
+            slots: (0..WHEEL_SLOTS).map(|_| Vec::new()).collect(),
+            swept: 0,
+            len: 0,
+        }
+    }
+}
+
+impl Wheel {
+    fn tick(at: Timestamp) -> u64 {
+        at.0 >> TICK_SHIFT
+    }
+
+    fn push(&mut self, d: Deadline) {
+        // A deadline in a tick already passed is due at the next visit,
+        // which starts at `swept`.
+        let t = Self::tick(d.at).max(self.swept);
+        self.slots[t as usize % WHEEL_SLOTS].push(d);
+        self.len += 1;
+    }
+
+    /// Hands every deadline not later than `now` to `due`, which returns
+    /// the deadline to queue instead, if any; later ones stay.
+    fn advance(&mut self, now: Timestamp, mut due: impl FnMut(Deadline) -> Option<Deadline>) {
+        let cur = Self::tick(now);
+        let first = self.swept.min(cur);
+        // Past a full turn every slot is visited once.
+        let last = cur.min(first + WHEEL_SLOTS as u64 - 1);
+        let mut again = Vec::new();
+        for t in first..=last {
+            let slot = &mut self.slots[t as usize % WHEEL_SLOTS];
+            let before = slot.len();
+            slot.retain(|d| {
+                if d.at > now {
+                    return true;
+                }
+                if let Some(n) = due(*d) {
+                    again.push(n);
+                }
+                false
+            });
+            self.len -= before - slot.len();
+        }
+        // The current tick may still hold deadlines later than `now`.
+        self.swept = cur;
+        for d in again {
+            self.push(d);
+        }
+    }
+
+    fn clear(&mut self) {
+        for s in &mut self.slots {
+            s.clear();
+        }
+        self.len = 0;
+    }
+}
 
 /// Index of an entry in the table's slab.
 pub type ConnId = u32;
@@ -36,9 +121,9 @@ pub struct Table {
     /// `id << 1 | direction`, keyed by the entry's tuple in that direction.
     index: TupleIndex,
     live: usize,
-    /// Deadlines, earliest first; may hold stale ones (see module docs).
-    timers: BinaryHeap<Deadline>,
-    /// Per slot, the deadline the heap holds as current for its entry; it is
+    /// Deadlines; may hold stale ones (see module docs).
+    timers: Wheel,
+    /// Per slot, the deadline the wheel holds as current for its entry; it is
     /// never later than the entry's `expires`.
     queued: Vec<Timestamp>,
 }
@@ -110,7 +195,11 @@ impl Table {
                 (self.slots.len() - 1) as ConnId
             }
         };
-        self.timers.push(Reverse((expires, id, uid)));
+        self.timers.push(Deadline {
+            at: expires,
+            id,
+            uid,
+        });
         for dir in [Dir::Original, Dir::Reply] {
             self.link(id, dir);
         }
@@ -149,31 +238,32 @@ impl Table {
         };
         if c.expires < self.queued[id as usize] {
             self.queued[id as usize] = c.expires;
-            self.timers.push(Reverse((c.expires, id, c.uid)));
+            self.timers.push(Deadline {
+                at: c.expires,
+                id,
+                uid: c.uid,
+            });
         }
     }
 
     /// Ids of every entry whose timer ran out at `now`, in ascending order.
     pub fn expired(&mut self, now: Timestamp, out: &mut Vec<ConnId>) {
         out.clear();
-        while let Some(&Reverse((at, id, uid))) = self.timers.peek() {
-            if at > now {
-                break;
-            }
-            self.timers.pop();
-            let Some(c) = self.slots[id as usize].as_ref() else {
-                continue;
-            };
-            if c.uid != uid || self.queued[id as usize] != at {
-                continue;
+        let (slots, queued) = (&self.slots, &mut self.queued);
+        self.timers.advance(now, |d| {
+            let c = slots[d.id as usize].as_ref()?;
+            // Stale: the slot was reused, or a rearm queued an earlier one.
+            if c.uid != d.uid || queued[d.id as usize] != d.at {
+                return None;
             }
             if c.expires <= now {
-                out.push(id);
+                out.push(d.id);
+                None
             } else {
-                self.queued[id as usize] = c.expires;
-                self.timers.push(Reverse((c.expires, id, uid)));
+                queued[d.id as usize] = c.expires;
+                Some(Deadline { at: c.expires, ..d })
             }
-        }
+        });
         // Two queued deadlines of one entry can be equal after a rearm.
         out.sort_unstable();
         out.dedup();
@@ -181,20 +271,22 @@ impl Table {
     }
 
     /// Drops stale deadlines (of removed entries, or superseded by a rearm)
-    /// once they outnumber the live ones, so the heap stays proportional to
-    /// the table and not to the number of entries ever created.
+    /// once they outnumber the live ones, so the wheel stays proportional
+    /// to the table and not to the number of timer changes.
     fn compact_timers(&mut self) {
-        if self.timers.len() <= 2 * self.live + 1024 {
+        if self.timers.len <= 2 * self.live + 1024 {
             return;
         }
-        let mut v = std::mem::take(&mut self.timers).into_vec();
-        v.clear();
+        self.timers.clear();
         for (i, s) in self.slots.iter().enumerate() {
             if let Some(c) = s {
-                v.push(Reverse((self.queued[i], i as ConnId, c.uid)));
+                self.timers.push(Deadline {
+                    at: self.queued[i],
+                    id: i as ConnId,
+                    uid: c.uid,
+                });
             }
         }
-        self.timers = BinaryHeap::from(v);
     }
 
     pub fn iter(&self) -> impl Iterator<Item = (ConnId, &Conn)> {
@@ -265,6 +357,19 @@ mod tests {
     /// order, while timers move both ways and slots are reused.
     #[test]
     fn expired_matches_a_full_scan() {
+        // Nanosecond steps (all in one wheel tick); steps of a third of a
+        // second with timers up to 45 minutes, so deadlines span many
+        // ticks and wrap the wheel; and long gaps between sweeps.
+        for (scale, step, spread, end, new) in [
+            (1, 7, 300, 4_000, 3),
+            (333_333_333, 7, 8_000, 4_000, 3),
+            (1_000_000_000, 1_500, 3_000, 400_000, 300),
+        ] {
+            scan_with(scale, step, spread, end, new);
+        }
+    }
+
+    fn scan_with(scale: u64, step: usize, spread: u64, end: u64, new: usize) {
         let mut t = Table::default();
         let mut x = 0x2545_f491_4f6c_dd1du64;
         let mut rnd = move |n: u64| {
@@ -274,16 +379,17 @@ mod tests {
             x % n
         };
         let (mut uid, mut got) = (0u64, Vec::new());
-        for now in (0..4000u64).step_by(7) {
-            for _ in 0..3 {
+        for now in (0..end).step_by(step) {
+            let now = now * scale;
+            for _ in 0..new {
                 uid += 1;
-                t.insert(conn(uid, now + 1 + rnd(300)));
+                t.insert(conn(uid, now + 1 + rnd(spread) * scale));
             }
             let ids: Vec<ConnId> = t.iter().map(|(id, _)| id).collect();
             for _ in 0..4 {
                 let id = ids[rnd(ids.len() as u64) as usize];
                 // Later or earlier, as refreshes and closes move timers.
-                t.get_mut(id).expires = Timestamp(now + rnd(400));
+                t.get_mut(id).expires = Timestamp(now + rnd(spread * 4 / 3) * scale);
                 t.rearm(id);
             }
             let mut want: Vec<ConnId> = t
@@ -298,6 +404,6 @@ mod tests {
                 t.remove(id);
             }
         }
-        assert!(t.timers.len() <= 2 * t.len() + 1024);
+        assert!(t.timers.len <= 2 * t.len() + 1024);
     }
 }
