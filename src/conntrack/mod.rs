@@ -223,6 +223,10 @@ pub struct Conn {
     pub expires: Timestamp,
     pub status: Status,
     pub proto: ProtoState,
+    /// The deadline the table's gc wheel holds as current for this entry,
+    /// never later than `expires`; kept by [`table::Table`], beside
+    /// `expires` so timer bookkeeping touches no other memory.
+    pub timer: Timestamp,
     /// Stable name: the capture index of the packet that created it.
     pub uid: u64,
     pub mark: u32,
@@ -742,6 +746,7 @@ impl Conntrack {
             tuple: [tuple, reply],
             status: Status::default(),
             expires: inp.now,
+            timer: inp.now,
             proto,
             mark: 0,
             master: None,

@@ -123,9 +123,6 @@ pub struct Table {
     live: usize,
     /// Deadlines; may hold stale ones (see module docs).
     timers: Wheel,
-    /// Per slot, the deadline the wheel holds as current for its entry; it is
-    /// never later than the entry's `expires`.
-    queued: Vec<Timestamp>,
 }
 
 impl Table {
@@ -183,15 +180,15 @@ impl Table {
 
     pub fn insert(&mut self, conn: Conn) -> ConnId {
         let (expires, uid) = (conn.expires, conn.uid);
+        let mut conn = conn;
+        conn.timer = expires;
         let id = match self.free.pop() {
             Some(id) => {
                 self.slots[id as usize] = Some(conn);
-                self.queued[id as usize] = expires;
                 id
             }
             None => {
                 self.slots.push(Some(conn));
-                self.queued.push(expires);
                 (self.slots.len() - 1) as ConnId
             }
         };
@@ -233,11 +230,11 @@ impl Table {
     /// Needed after every change of `expires` that can shorten it; a later
     /// deadline needs nothing.
     pub fn rearm(&mut self, id: ConnId) {
-        let Some(c) = self.slots.get(id as usize).and_then(|s| s.as_ref()) else {
+        let Some(c) = self.slots.get_mut(id as usize).and_then(|s| s.as_mut()) else {
             return;
         };
-        if c.expires < self.queued[id as usize] {
-            self.queued[id as usize] = c.expires;
+        if c.expires < c.timer {
+            c.timer = c.expires;
             self.timers.push(Deadline {
                 at: c.expires,
                 id,
@@ -249,18 +246,18 @@ impl Table {
     /// Ids of every entry whose timer ran out at `now`, in ascending order.
     pub fn expired(&mut self, now: Timestamp, out: &mut Vec<ConnId>) {
         out.clear();
-        let (slots, queued) = (&self.slots, &mut self.queued);
+        let slots = &mut self.slots;
         self.timers.advance(now, |d| {
-            let c = slots[d.id as usize].as_ref()?;
+            let c = slots[d.id as usize].as_mut()?;
             // Stale: the slot was reused, or a rearm queued an earlier one.
-            if c.uid != d.uid || queued[d.id as usize] != d.at {
+            if c.uid != d.uid || c.timer != d.at {
                 return None;
             }
             if c.expires <= now {
                 out.push(d.id);
                 None
             } else {
-                queued[d.id as usize] = c.expires;
+                c.timer = c.expires;
                 Some(Deadline { at: c.expires, ..d })
             }
         });
@@ -281,7 +278,7 @@ impl Table {
         for (i, s) in self.slots.iter().enumerate() {
             if let Some(c) = s {
                 self.timers.push(Deadline {
-                    at: self.queued[i],
+                    at: c.timer,
                     id: i as ConnId,
                     uid: c.uid,
                 });
@@ -345,6 +342,7 @@ mod tests {
             tuple: [t, r],
             status: Status::default(),
             expires: Timestamp(expires),
+            timer: Timestamp(0),
             proto: ProtoState::Generic,
             mark: 0,
             master: None,

@@ -487,11 +487,17 @@ impl ConnLiveness for CtLiveness<'_> {
     }
 }
 
+/// A rule: its table, chain (by address) and number (None: the policy).
+type LabelKey = (TableId, usize, Option<u32>);
+
 /// Rendered rule names, cached: the row takes a shared string, so the
 /// per-packet path never formats a rule name twice.
 struct Labels {
     /// Keyed by (table, chain name address, number).
-    map: FxHashMap<(TableId, usize, Option<u32>), Arc<str>>,
+    map: FxHashMap<LabelKey, Arc<str>>,
+    /// The last rule asked for: most packets of a capture are decided by
+    /// the same rule as the one before, and this skips the map for them.
+    last: Option<(LabelKey, Arc<str>)>,
     implicit: [Arc<str>; 3],
 }
 
@@ -499,6 +505,7 @@ impl Labels {
     fn new() -> Self {
         Labels {
             map: FxHashMap::default(),
+            last: None,
             implicit: [
                 Arc::from("filter:INPUT:policy"),
                 Arc::from("filter:FORWARD:policy"),
@@ -508,10 +515,19 @@ impl Labels {
     }
 
     fn rule(&mut self, r: RuleRef<'_>) -> Arc<str> {
-        self.map
-            .entry((r.table, r.chain.as_ptr() as usize, r.num))
+        let key = (r.table, r.chain.as_ptr() as usize, r.num);
+        if let Some((k, label)) = &self.last
+            && *k == key
+        {
+            return label.clone();
+        }
+        let label = self
+            .map
+            .entry(key)
             .or_insert_with(|| Arc::from(r.to_string().as_str()))
-            .clone()
+            .clone();
+        self.last = Some((key, label.clone()));
+        label
     }
 
     /// The implicit ACCEPT policy of a filter chain the rules do not define.

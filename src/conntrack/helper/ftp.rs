@@ -457,6 +457,7 @@ mod tests {
                     tuple: [t(c, s, 40000, 21), t(s, c, 21, 40000)],
                     status: Status(Status::CONFIRMED | Status::SEEN_REPLY | Status::HELPER),
                     expires: NOW,
+                    timer: NOW,
                     proto: ProtoState::Generic,
                     mark: 0,
                     master: None,

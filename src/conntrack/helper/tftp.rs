@@ -90,6 +90,7 @@ mod tests {
             tuple: [t(c, s, 5555, 69), t(s, c, 69, 5555)],
             status: Status(Status::HELPER),
             expires: NOW,
+            timer: Timestamp(0),
             proto: ProtoState::Generic,
             mark: 0,
             master: None,
