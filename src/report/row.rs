@@ -350,7 +350,9 @@ pub fn write_row(r: &Row, out: &mut Vec<u8>) {
     out.push(b',');
     let start = out.len();
     let mut first = true;
-    for (bit, name) in Notes::NAMES {
+    // Most rows carry no notes.
+    let names = if r.notes.0 == 0 { &[][..] } else { Notes::NAMES };
+    for (bit, name) in names {
         if r.notes.has(*bit) {
             if !first {
                 out.push(b';');
