@@ -675,14 +675,15 @@ fn trailer_mismatch(rec: &[u8], big_endian: bool) -> Option<String> {
 /// Why pcap-parser refused a whole block, without its dump of the input.
 fn parser_why(e: nom::Err<PcapError<&[u8]>>, len: usize) -> String {
     match e {
-        // The block is shorter than the fixed part of its type.
-        nom::Err::Incomplete(n) => {
-            let need = match n {
-                nom::Needed::Size(n) => format!("{}", len + n.get()),
-                nom::Needed::Unknown => "more".to_string(),
-            };
-            format!("block length {len} is too short for its type, which needs {need} bytes")
-        }
+        // A field (of the fixed part, or an option or record inside) runs
+        // past the end of the block.
+        nom::Err::Incomplete(n) => match n {
+            nom::Needed::Size(n) => format!(
+                "block length {len} is too short for what it holds ({} more bytes needed)",
+                n.get()
+            ),
+            nom::Needed::Unknown => format!("block length {len} is too short for what it holds"),
+        },
         nom::Err::Error(e) | nom::Err::Failure(e) => match e {
             PcapError::NomError(rest, kind) => format!(
                 "pcap-parser cannot parse the block ({kind:?} check failed {} bytes before its end)",
@@ -763,11 +764,15 @@ mod tests {
             let nanos = ((units % per_sec) as u128 * 1_000_000_000 / per_sec as u128) as i128;
             Timestamp((secs * 1_000_000_000 + nanos).clamp(0, u64::MAX as i128) as u64)
         };
-        for units in [0, 1, 999_999, 1_000_000, 1_700_000_000_123_456, u64::MAX / 1000] {
-            assert_eq!(
-                to_timestamp(units, 1_000_000, 0),
-                general(units, 1_000_000)
-            );
+        for units in [
+            0,
+            1,
+            999_999,
+            1_000_000,
+            1_700_000_000_123_456,
+            u64::MAX / 1000,
+        ] {
+            assert_eq!(to_timestamp(units, 1_000_000, 0), general(units, 1_000_000));
             assert_eq!(
                 to_timestamp(units, 1_000_000_000, 0),
                 general(units, 1_000_000_000)
@@ -792,7 +797,7 @@ mod tests {
         let e = parse_block_le(&b).unwrap_err();
         assert_eq!(
             parser_why(e, 16),
-            "block length 16 is too short for its type, which needs 20 bytes"
+            "block length 16 is too short for what it holds (4 more bytes needed)"
         );
     }
 }

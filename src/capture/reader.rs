@@ -25,13 +25,13 @@
 //! What it does not do: decode link layers (that is [`crate::wire`]), reorder
 //! packets by time, or read compressed files.
 
-use super::mapped::{CaptureBytes, MemWindow};
-use super::parse::{FrameMeta, Parser, Window};
-#[cfg(test)]
-use super::parse::{BYTE_ORDER_MAGIC, EPB_TYPE, PB_TYPE, SHB_TYPE, SPB_TYPE};
-use super::{CaptureError, Frame, Linktype};
 #[cfg(test)]
 use super::RecordRef;
+use super::mapped::{CaptureBytes, MemWindow};
+#[cfg(test)]
+use super::parse::{BYTE_ORDER_MAGIC, EPB_TYPE, PB_TYPE, SHB_TYPE, SPB_TYPE};
+use super::parse::{FrameMeta, Parser, Window};
+use super::{CaptureError, Frame, Linktype};
 #[cfg(test)]
 use crate::time::Timestamp;
 use std::fs::File;
