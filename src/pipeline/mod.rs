@@ -57,8 +57,8 @@ pub enum ReplayError {
 
 /// Refuses a capture whose (first) link type ctsim cannot decode, before
 /// any row is written: a clear error beats a file of undecodable rows.
-fn check_linktype(capture: &Path) -> Result<(), ReplayError> {
-    let mut probe = CaptureReader::open(capture)?;
+fn check_linktype(capture: &Path, input: &InputOptions<'_>) -> Result<(), ReplayError> {
+    let mut probe = open(capture, input)?;
     let first = match probe.next_frame() {
         Ok(Some(f)) => Some(f.linktype),
         // Errors surface again, with their context, in the real pass.
@@ -110,6 +110,33 @@ impl ReplayOptions {
     }
 }
 
+/// Told by the thread that reads the capture, every few thousand frames:
+/// the frames read so far and the byte offset reached in the capture. It
+/// runs on that thread, so it must be cheap (a progress bar checks the time
+/// and returns).
+pub type Progress<'a> = &'a (dyn Fn(u64, u64) + Sync);
+
+/// Frames between two calls of a [`Progress`] on the one-worker path (the
+/// sharded path calls it once per batch, which is as many or fewer).
+const PROGRESS_EVERY: u64 = 4096;
+
+/// How the capture is read.
+#[derive(Clone, Copy, Default)]
+pub struct InputOptions<'a> {
+    /// Stream a regular file with `read()` instead of mapping it (see
+    /// [`crate::capture::CaptureBytes`] for when that matters).
+    pub no_mmap: bool,
+    pub progress: Option<Progress<'a>>,
+}
+
+fn open(capture: &Path, input: &InputOptions<'_>) -> Result<CaptureReader, CaptureError> {
+    if input.no_mmap {
+        CaptureReader::open_streaming(capture)
+    } else {
+        CaptureReader::open(capture)
+    }
+}
+
 /// Replays a capture on one worker per core, writing rows to `sink`.
 pub fn replay(
     capture: &Path,
@@ -131,8 +158,21 @@ pub fn replay_with(
     opts: &ReplayOptions,
     sink: &mut dyn Sink,
 ) -> Result<ReplayStats, ReplayError> {
-    check_linktype(capture)?;
-    let reader = CaptureReader::open(capture)?;
+    replay_input(capture, rules, cfg, opts, &InputOptions::default(), sink)
+}
+
+/// [`replay_with`], choosing how the capture is read and with a progress
+/// report.
+pub fn replay_input(
+    capture: &Path,
+    rules: &Ruleset,
+    cfg: &EngineConfig,
+    opts: &ReplayOptions,
+    input: &InputOptions<'_>,
+    sink: &mut dyn Sink,
+) -> Result<ReplayStats, ReplayError> {
+    check_linktype(capture, input)?;
+    let reader = open(capture, input)?;
     let mut jobs = opts.resolved_jobs();
     let single_shard = if jobs > 1 {
         shard::coupling(rules, cfg)
@@ -143,9 +183,9 @@ pub fn replay_with(
         jobs = 1;
     }
     let mut stats = if jobs > 1 {
-        shard::replay_sharded(reader, rules, cfg, jobs, sink)?
+        shard::replay_sharded(reader, rules, cfg, jobs, input.progress, sink)?
     } else {
-        replay_inline(reader, rules, cfg, sink)?
+        replay_inline(reader, rules, cfg, input.progress, sink)?
     };
     stats.single_shard = single_shard;
     Ok(stats)
@@ -157,6 +197,7 @@ fn replay_inline(
     mut reader: CaptureReader,
     rules: &Ruleset,
     cfg: &EngineConfig,
+    progress: Option<Progress<'_>>,
     sink: &mut dyn Sink,
 ) -> Result<ReplayStats, ReplayError> {
     let mut fw = Firewall::new(rules, cfg);
@@ -193,6 +234,11 @@ fn replay_inline(
         if !events.is_empty() {
             shard::order_events(&mut events);
             sink.events(&mut events.drain(..).map(|t| t.event))?;
+        }
+        if stats.frames % PROGRESS_EVERY == 0
+            && let Some(p) = progress
+        {
+            p(stats.frames, reader.offset());
         }
     }
     fw.finish(&mut |row| order.push(row, &mut rows));
