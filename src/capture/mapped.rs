@@ -28,10 +28,12 @@
 //!
 //! Mapped pages count toward the process's resident set. The reader tells
 //! the kernel it reads sequentially, and unmaps what it has passed
-//! ([`KEEP`] behind its position, `MADV_DONTNEED`; the pages stay in the page
-//! cache), so the resident set does not grow with the file. A worker still
-//! reading a frame behind that mark (a batch in flight) just faults the page
-//! in again, with the same bytes.
+//! (`MADV_DONTNEED` on what lies more than [`KEEP`] behind its position, or
+//! what [`CaptureReader::keep_behind`](super::CaptureReader::keep_behind)
+//! asks for; the pages stay in the page cache), so the resident set does
+//! not grow with the file. A frame still in use behind that mark (in a
+//! batch the sharded replay has in flight) is just faulted in again, with
+//! the same bytes.
 
 use super::parse::Window;
 use memmap2::{Advice, Mmap, UncheckedAdvice};
@@ -40,11 +42,11 @@ use std::io;
 use std::ops::{Deref, Range};
 use std::sync::Arc;
 
-/// How far behind the read position mapped pages stay mapped: far more than
-/// the frames the sharded replay has in flight at once, in practice.
-pub const KEEP: usize = 64 << 20;
-/// The read position is checked against [`KEEP`] every this many bytes.
-const STEP: usize = 16 << 20;
+/// How far behind the read position mapped pages stay mapped, unless the
+/// reader is told otherwise: room for a few large frames still in use.
+pub const KEEP: usize = 4 << 20;
+/// What lies too far behind is unmapped every this many bytes.
+const STEP: usize = 2 << 20;
 
 /// The bytes of a whole capture: a read-only map of its file, or a buffer.
 /// Shared (in an `Arc`) by the reader and the sharded replay's workers.
@@ -140,9 +142,6 @@ impl Deref for CaptureBytes {
     }
 }
 
-/// How far ahead of the read position the next cache line is requested.
-const PREFETCH_AHEAD: usize = 4096;
-
 #[inline(always)]
 fn prefetch(bytes: &[u8], at: usize) {
     #[cfg(target_arch = "x86_64")]
@@ -163,7 +162,7 @@ pub(super) struct MemWindow {
     released: usize,
     /// The next position at which to look at what to release.
     next_step: usize,
-    /// [`KEEP`] and [`STEP`] (smaller in tests).
+    /// [`KEEP`] or as told; [`STEP`] (smaller in tests).
     keep: usize,
     step_len: usize,
 }
@@ -186,6 +185,10 @@ impl MemWindow {
 
     pub(super) fn bytes(&self) -> &Arc<CaptureBytes> {
         &self.bytes
+    }
+
+    pub(super) fn keep_behind(&mut self, bytes: usize) {
+        self.keep = bytes;
     }
 
     #[cold]
@@ -215,7 +218,6 @@ impl Window for MemWindow {
     #[inline]
     fn consume(&mut self, n: usize) {
         self.pos += n;
-        prefetch(&self.bytes, self.pos + PREFETCH_AHEAD);
         if self.pos >= self.next_step {
             self.step();
         }
@@ -224,6 +226,17 @@ impl Window for MemWindow {
     #[inline]
     fn offset(&self) -> u64 {
         self.pos as u64
+    }
+
+    #[inline]
+    fn next_record_at(&self, len: usize) {
+        // The next record's header and the first bytes of its packet (the
+        // link, IP and transport headers the decoder reads), fetched while
+        // the caller works on this one: a record is read once, so without
+        // this every header is a wait on memory.
+        let next = self.pos + len;
+        prefetch(&self.bytes, next);
+        prefetch(&self.bytes, next + 64);
     }
 }
 

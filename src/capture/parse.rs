@@ -42,6 +42,12 @@ pub(super) trait Window {
     fn consume(&mut self, n: usize);
     /// Byte offset in the file of [`Window::data`]'s first byte.
     fn offset(&self) -> u64;
+    /// The record at the window's start is `len` bytes long: a window over
+    /// memory may start fetching the one after it while this one is used.
+    #[inline]
+    fn next_record_at(&self, len: usize) {
+        let _ = len;
+    }
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -283,6 +289,7 @@ impl Parser {
                     return Err(e);
                 }
             };
+            w.next_record_at(head.len);
             let offset = w.offset();
             match self.parse_record(&w.data()[..head.len], head, offset) {
                 Ok(Some(meta)) => {

@@ -210,6 +210,17 @@ impl<R: Read> CaptureReader<R> {
         }
     }
 
+    /// For a capture in memory: how many bytes behind the read position
+    /// stay mapped, because frames there are still in use (see
+    /// [`CaptureBytes`]; the default is 4 MiB). Pages
+    /// further behind are unmapped and read again from the page cache if
+    /// touched. No effect on a streamed capture.
+    pub fn keep_behind(&mut self, bytes: usize) {
+        if let Source::Memory(w) = &mut self.src {
+            w.keep_behind(bytes);
+        }
+    }
+
     /// The next packet record, or `None` at the end of the capture.
     ///
     /// Errors name the record; see [`CaptureError::is_resumable`] for

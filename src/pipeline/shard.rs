@@ -392,6 +392,9 @@ fn read(
     let mut frames = 0u64;
     let mut failed = None;
     let capture = reader.bytes().cloned();
+    // Frames of every batch in flight stay mapped (one more batch: the one
+    // being filled).
+    reader.keep_behind((in_flight + 1) * (BATCH_BYTES + (64 << 10)));
     while failed.is_none() {
         let mut b = if allocated < in_flight {
             allocated += 1;
