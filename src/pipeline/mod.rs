@@ -235,7 +235,7 @@ fn replay_inline(
             shard::order_events(&mut events);
             sink.events(&mut events.drain(..).map(|t| t.event))?;
         }
-        if stats.frames % PROGRESS_EVERY == 0
+        if stats.frames.is_multiple_of(PROGRESS_EVERY)
             && let Some(p) = progress
         {
             p(stats.frames, reader.offset());
