@@ -57,17 +57,35 @@ pub enum ReplayError {
 
 /// Refuses a capture whose (first) link type ctsim cannot decode, before
 /// any row is written: a clear error beats a file of undecodable rows.
-fn check_linktype(capture: &Path, input: &InputOptions<'_>) -> Result<(), ReplayError> {
-    let mut probe = open(capture, input)?;
-    let first = match probe.next_frame() {
-        Ok(Some(f)) => Some(f.linktype),
-        // Errors surface again, with their context, in the real pass.
-        _ => None,
+///
+/// A file is probed by a reader of its own, which reads on to the first
+/// packet (a pcapng file describes its interfaces there). A stream (a pipe,
+/// `/dev/stdin`) can be read only once: what its header told `reader` has
+/// to do — the link type of a pcap stream; nothing yet for pcapng, whose
+/// frames of an unsupported type the decoder reports one by one.
+fn check_linktype(
+    capture: &Path,
+    reader: &CaptureReader,
+    input: &InputOptions<'_>,
+) -> Result<(), ReplayError> {
+    let bad = if reader.size().is_some() {
+        let mut probe = open(capture, input)?;
+        let first = match probe.next_frame() {
+            Ok(Some(f)) => Some(f.linktype),
+            // Errors surface again, with their context, in the real pass.
+            _ => None,
+        };
+        first
+            .into_iter()
+            .chain(probe.interfaces().iter().map(|i| i.linktype))
+            .find(|l| !l.is_supported())
+    } else {
+        reader
+            .interfaces()
+            .iter()
+            .map(|i| i.linktype)
+            .find(|l| !l.is_supported())
     };
-    let bad = first
-        .into_iter()
-        .chain(probe.interfaces().iter().map(|i| i.linktype))
-        .find(|l| !l.is_supported());
     match bad {
         Some(linktype) => Err(ReplayError::Linktype {
             file: capture.display().to_string(),
@@ -171,8 +189,8 @@ pub fn replay_input(
     input: &InputOptions<'_>,
     sink: &mut dyn Sink,
 ) -> Result<ReplayStats, ReplayError> {
-    check_linktype(capture, input)?;
     let reader = open(capture, input)?;
+    check_linktype(capture, &reader, input)?;
     let mut jobs = opts.resolved_jobs();
     let single_shard = if jobs > 1 {
         shard::coupling(rules, cfg)
