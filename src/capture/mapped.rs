@@ -142,6 +142,9 @@ impl Deref for CaptureBytes {
     }
 }
 
+/// Most bytes of the next record fetched ahead.
+const PREFETCH_MAX: usize = 2048;
+
 #[inline(always)]
 fn prefetch(bytes: &[u8], at: usize) {
     #[cfg(target_arch = "x86_64")]
@@ -230,13 +233,17 @@ impl Window for MemWindow {
 
     #[inline]
     fn next_record_at(&self, len: usize) {
-        // The next record's header and the first bytes of its packet (the
-        // link, IP and transport headers the decoder reads), fetched while
-        // the caller works on this one: a record is read once, so without
-        // this every header is a wait on memory.
+        // The next record, fetched while the caller works on this one: its
+        // header, the packet headers the decoder reads, and the payload
+        // the checksum reads. A record is read once, so without this each
+        // of them is a wait on memory. Its length is not known yet; this
+        // one's is a good guess (capped: a jumbo frame gets its start).
         let next = self.pos + len;
-        prefetch(&self.bytes, next);
-        prefetch(&self.bytes, next + 64);
+        let mut at = next;
+        while at < next + len.clamp(128, PREFETCH_MAX) {
+            prefetch(&self.bytes, at);
+            at += 64;
+        }
     }
 }
 
