@@ -4,10 +4,11 @@
 //!   frames (no allocation per packet): when the capture is in memory (a
 //!   mapped file) a batch holds only where each frame lies in it, and the
 //!   workers read the frames in place; a streamed capture's frames are
-//!   copied into the batch's buffer. It gives every frame a shard: a hash of the unordered address pair of the conntrack
-//!   tuple it will be looked up under ([`shard_of`]). Both directions of a
-//!   connection, a helper's expected connections (same address pair) and an
-//!   ICMP error (keyed by the packet it quotes) land in the same shard.
+//!   copied into the batch's buffer. It gives every frame a shard: a hash
+//!   of the unordered address pair of the conntrack tuple it will be looked
+//!   up under ([`shard_of`]). Both directions of a connection, a helper's
+//!   expected connections (same address pair) and an ICMP error (keyed by
+//!   the packet it quotes) land in the same shard.
 //! * Every worker owns a [`Firewall`] (conntrack table, defrag queues, rule
 //!   state) over the shared ruleset, and sees every batch: it processes its
 //!   own frames, but runs the capture clock and the conntrack garbage
