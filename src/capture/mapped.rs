@@ -50,6 +50,16 @@ const STEP: usize = 2 << 20;
 
 /// The bytes of a whole capture: a read-only map of its file, or a buffer.
 /// Shared (in an `Arc`) by the reader and the sharded replay's workers.
+///
+/// # Caveat
+///
+/// A map shows the file as it is on disk while it is read. If another
+/// process truncates the file meanwhile, touching a page past its new end
+/// raises `SIGBUS` and the process dies (no error can be returned in safe
+/// Rust); bytes rewritten meanwhile may read as a corrupt record. Appending
+/// is harmless. For a capture that may shrink while it is replayed (a ring
+/// buffer being rotated), stream it: `ctsim replay --no-mmap`,
+/// [`CaptureReader::open_streaming`](super::CaptureReader::open_streaming).
 pub struct CaptureBytes {
     repr: Repr,
 }

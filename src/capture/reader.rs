@@ -97,7 +97,7 @@ pub struct CaptureReader<R: Read = File> {
 
 impl CaptureReader<File> {
     /// Opens a capture file; the format is detected from its magic number.
-    /// A regular file is mapped into memory (see [`super::mapped`] for the
+    /// A regular file is mapped into memory (see [`CaptureBytes`] for the
     /// caveat); anything else, or a file the system refuses to map, is
     /// streamed.
     pub fn open(path: &Path) -> Result<Self, CaptureError> {
