@@ -18,6 +18,7 @@ pub mod fuzzdiff;
 pub mod netfilter;
 pub mod oracle;
 pub mod pipeline;
+pub mod progress;
 pub mod report;
 pub mod rules;
 pub mod synth;

@@ -8,13 +8,14 @@ use ctsim::conntrack::{Event, Sysctls};
 use ctsim::netfilter::Topology;
 use ctsim::oracle::{self, OracleConfig, OracleError, row};
 use ctsim::pipeline::{self, EngineConfig, Sink};
+use ctsim::progress::ProgressBar;
 use ctsim::report::summary::Summary;
 use ctsim::report::trace::TraceWriter;
 use ctsim::report::{Row, RowWriter};
 use ctsim::rules::{self, RuleFile, Ruleset, TableId};
 use ctsim::wire::Family;
 use std::fs::File;
-use std::io::{self, BufWriter, Write};
+use std::io::{self, BufWriter, IsTerminal, Write};
 use std::net::IpAddr;
 use std::path::PathBuf;
 use std::time::Instant;
@@ -87,6 +88,11 @@ struct ReplayArgs {
     /// output is the same for every value.
     #[arg(long, short = 'j', value_name = "N", default_value_t = 0)]
     jobs: usize,
+    /// Read the capture with read() instead of mapping it into memory: for a
+    /// capture that may be truncated while it is replayed (a mapped file
+    /// that shrinks kills the process with SIGBUS).
+    #[arg(long)]
+    no_mmap: bool,
 }
 
 /// Reads `--rules` and `--rules6` into one rule file: IPv4 tables from
@@ -234,7 +240,29 @@ fn replay(a: ReplayArgs) -> Result<()> {
         summary: Summary::default(),
     };
     let opts = pipeline::ReplayOptions { jobs: a.jobs };
-    let res = pipeline::replay_with(&a.common.capture, &rules, &cfg, &opts, &mut sink);
+    // A bar only on a terminal, and not over rows written to that terminal.
+    let bar = if a.quiet || (a.common.out.is_none() && io::stdout().is_terminal()) {
+        None
+    } else {
+        let size = std::fs::metadata(&a.common.capture)
+            .ok()
+            .filter(|m| m.is_file())
+            .map(|m| m.len());
+        ProgressBar::stderr(size)
+    };
+    let tick = |frames, bytes| {
+        if let Some(b) = &bar {
+            b.update(frames, bytes);
+        }
+    };
+    let input = pipeline::InputOptions {
+        no_mmap: a.no_mmap,
+        progress: bar.is_some().then_some(&tick as pipeline::Progress),
+    };
+    let res = pipeline::replay_input(&a.common.capture, &rules, &cfg, &opts, &input, &mut sink);
+    if let Some(b) = &bar {
+        b.finish();
+    }
     sink.rows.flush()?;
     if let Some(t) = &mut sink.trace {
         t.flush()?;

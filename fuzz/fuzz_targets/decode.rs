@@ -25,6 +25,7 @@ fuzz_target!(|data: &[u8]| {
         linktype,
         orig_len,
         interface: 0,
+        interface_name: None,
         data: rest,
     };
     if let Ok(p) = wire::decode(&frame) {

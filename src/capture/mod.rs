@@ -1,8 +1,11 @@
-//! Capture reading: pcap and pcapng files streamed record by record.
+//! Capture reading: pcap and pcapng files, record by record — mapped and
+//! parsed in place when the capture is a regular file, streamed otherwise
+//! (see [`CaptureReader`]).
 //!
 //! This layer knows file formats and link types, nothing about IP. It hands out
-//! [`Frame`]s that borrow the reader's buffer; a frame must be dropped before the
-//! next one is read. Memory use is constant whatever the file size.
+//! [`Frame`]s that borrow the reader (its buffer, or the mapped file); a frame
+//! must be dropped before the next one is read. Memory use is constant
+//! whatever the file size.
 //!
 //! The reader does not judge link types: a frame of a link type the decoder
 //! does not support is still delivered, and [`crate::wire::decode`] reports it
@@ -13,9 +16,12 @@
 //! [`CaptureReader::interfaces`].
 
 mod error;
+mod mapped;
+mod parse;
 mod reader;
 
 pub use error::{CaptureError, RecordRef};
+pub use mapped::CaptureBytes;
 pub use reader::{CaptureReader, Interface, MAX_RECORD};
 
 use crate::time::Timestamp;

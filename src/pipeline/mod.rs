@@ -57,17 +57,35 @@ pub enum ReplayError {
 
 /// Refuses a capture whose (first) link type ctsim cannot decode, before
 /// any row is written: a clear error beats a file of undecodable rows.
-fn check_linktype(capture: &Path) -> Result<(), ReplayError> {
-    let mut probe = CaptureReader::open(capture)?;
-    let first = match probe.next_frame() {
-        Ok(Some(f)) => Some(f.linktype),
-        // Errors surface again, with their context, in the real pass.
-        _ => None,
+///
+/// A file is probed by a reader of its own, which reads on to the first
+/// packet (a pcapng file describes its interfaces there). A stream (a pipe,
+/// `/dev/stdin`) can be read only once: what its header told `reader` has
+/// to do — the link type of a pcap stream; nothing yet for pcapng, whose
+/// frames of an unsupported type the decoder reports one by one.
+fn check_linktype(
+    capture: &Path,
+    reader: &CaptureReader,
+    input: &InputOptions<'_>,
+) -> Result<(), ReplayError> {
+    let bad = if reader.size().is_some() {
+        let mut probe = open(capture, input)?;
+        let first = match probe.next_frame() {
+            Ok(Some(f)) => Some(f.linktype),
+            // Errors surface again, with their context, in the real pass.
+            _ => None,
+        };
+        first
+            .into_iter()
+            .chain(probe.interfaces().iter().map(|i| i.linktype))
+            .find(|l| !l.is_supported())
+    } else {
+        reader
+            .interfaces()
+            .iter()
+            .map(|i| i.linktype)
+            .find(|l| !l.is_supported())
     };
-    let bad = first
-        .into_iter()
-        .chain(probe.interfaces().iter().map(|i| i.linktype))
-        .find(|l| !l.is_supported());
     match bad {
         Some(linktype) => Err(ReplayError::Linktype {
             file: capture.display().to_string(),
@@ -110,6 +128,33 @@ impl ReplayOptions {
     }
 }
 
+/// Told by the thread that reads the capture, every few thousand frames:
+/// the frames read so far and the byte offset reached in the capture. It
+/// runs on that thread, so it must be cheap (a progress bar checks the time
+/// and returns).
+pub type Progress<'a> = &'a (dyn Fn(u64, u64) + Sync);
+
+/// Frames between two calls of a [`Progress`] on the one-worker path (the
+/// sharded path calls it once per batch, which is as many or fewer).
+const PROGRESS_EVERY: u64 = 4096;
+
+/// How the capture is read.
+#[derive(Clone, Copy, Default)]
+pub struct InputOptions<'a> {
+    /// Stream a regular file with `read()` instead of mapping it (see
+    /// [`crate::capture::CaptureBytes`] for when that matters).
+    pub no_mmap: bool,
+    pub progress: Option<Progress<'a>>,
+}
+
+fn open(capture: &Path, input: &InputOptions<'_>) -> Result<CaptureReader, CaptureError> {
+    if input.no_mmap {
+        CaptureReader::open_streaming(capture)
+    } else {
+        CaptureReader::open(capture)
+    }
+}
+
 /// Replays a capture on one worker per core, writing rows to `sink`.
 pub fn replay(
     capture: &Path,
@@ -131,8 +176,21 @@ pub fn replay_with(
     opts: &ReplayOptions,
     sink: &mut dyn Sink,
 ) -> Result<ReplayStats, ReplayError> {
-    check_linktype(capture)?;
-    let reader = CaptureReader::open(capture)?;
+    replay_input(capture, rules, cfg, opts, &InputOptions::default(), sink)
+}
+
+/// [`replay_with`], choosing how the capture is read and with a progress
+/// report.
+pub fn replay_input(
+    capture: &Path,
+    rules: &Ruleset,
+    cfg: &EngineConfig,
+    opts: &ReplayOptions,
+    input: &InputOptions<'_>,
+    sink: &mut dyn Sink,
+) -> Result<ReplayStats, ReplayError> {
+    let reader = open(capture, input)?;
+    check_linktype(capture, &reader, input)?;
     let mut jobs = opts.resolved_jobs();
     let single_shard = if jobs > 1 {
         shard::coupling(rules, cfg)
@@ -143,9 +201,9 @@ pub fn replay_with(
         jobs = 1;
     }
     let mut stats = if jobs > 1 {
-        shard::replay_sharded(reader, rules, cfg, jobs, sink)?
+        shard::replay_sharded(reader, rules, cfg, jobs, input.progress, sink)?
     } else {
-        replay_inline(reader, rules, cfg, sink)?
+        replay_inline(reader, rules, cfg, input.progress, sink)?
     };
     stats.single_shard = single_shard;
     Ok(stats)
@@ -157,6 +215,7 @@ fn replay_inline(
     mut reader: CaptureReader,
     rules: &Ruleset,
     cfg: &EngineConfig,
+    progress: Option<Progress<'_>>,
     sink: &mut dyn Sink,
 ) -> Result<ReplayStats, ReplayError> {
     let mut fw = Firewall::new(rules, cfg);
@@ -193,6 +252,11 @@ fn replay_inline(
         if !events.is_empty() {
             shard::order_events(&mut events);
             sink.events(&mut events.drain(..).map(|t| t.event))?;
+        }
+        if stats.frames.is_multiple_of(PROGRESS_EVERY)
+            && let Some(p) = progress
+        {
+            p(stats.frames, reader.offset());
         }
     }
     fw.finish(&mut |row| order.push(row, &mut rows));

@@ -1,11 +1,14 @@
 //! The sharded replay: one reader, N workers, one merger.
 //!
-//! * The reader streams the capture, copies each frame into a reusable batch
-//!   buffer (a few thousand frames, no allocation per packet) and gives every
-//!   frame a shard: a hash of the unordered address pair of the conntrack
-//!   tuple it will be looked up under ([`shard_of`]). Both directions of a
-//!   connection, a helper's expected connections (same address pair) and an
-//!   ICMP error (keyed by the packet it quotes) land in the same shard.
+//! * The reader reads the capture into reusable batches of a few thousand
+//!   frames (no allocation per packet): when the capture is in memory (a
+//!   mapped file) a batch holds only where each frame lies in it, and the
+//!   workers read the frames in place; a streamed capture's frames are
+//!   copied into the batch's buffer. It gives every frame a shard: a hash
+//!   of the unordered address pair of the conntrack tuple it will be looked
+//!   up under ([`shard_of`]). Both directions of a connection, a helper's
+//!   expected connections (same address pair) and an ICMP error (keyed by
+//!   the packet it quotes) land in the same shard.
 //! * Every worker owns a [`Firewall`] (conntrack table, defrag queues, rule
 //!   state) over the shared ruleset, and sees every batch: it processes its
 //!   own frames, but runs the capture clock and the conntrack garbage
@@ -32,9 +35,9 @@
 //! the quoted ones) and IPv4 `ipfrag_max_dist`, which counts fragments per
 //! source across destinations.
 
-use super::RowFormat;
 use super::{Firewall, ReplayError, ReplayStats, Sink};
-use crate::capture::{CaptureError, CaptureReader, Frame, Linktype};
+use super::{Progress, RowFormat};
+use crate::capture::{CaptureBytes, CaptureError, CaptureReader, Frame, Linktype};
 use crate::conntrack::proto::icmp::{self, IcmpClass};
 use crate::conntrack::{Event, EventKind, Sysctls, Tuple};
 use crate::pipeline::EngineConfig;
@@ -301,7 +304,8 @@ impl LocalOrder {
     }
 }
 
-/// Where a frame's bytes lie in its batch.
+/// Where a frame's bytes lie: in the capture's memory when it is mapped,
+/// in its batch's buffer otherwise.
 #[derive(Debug, Clone, Copy)]
 struct Slot {
     index: u64,
@@ -314,10 +318,13 @@ struct Slot {
     shard: u16,
 }
 
-/// Frames copied out of the reader's buffer, shared read-only by all
-/// workers and recycled when the last one is done with it.
+/// Frames of the capture, shared read-only by all workers and recycled when
+/// the last one is done with it.
 #[derive(Default)]
 struct Batch {
+    /// The capture in memory, which the slots point into; `None` when it is
+    /// streamed and the frames are copied into `data`.
+    capture: Option<Arc<CaptureBytes>>,
     data: Vec<u8>,
     slots: Vec<Slot>,
     /// pcapng interface names by interface id, as far as known.
@@ -336,7 +343,10 @@ impl Batch {
                 .ifnames
                 .get(s.interface as usize)
                 .and_then(|n| n.as_deref()),
-            data: &self.data[s.start..s.end],
+            data: match &self.capture {
+                Some(c) => &c[s.start..s.end],
+                None => &self.data[s.start..s.end],
+            },
         }
     }
 }
@@ -374,6 +384,7 @@ pub(crate) fn replay_sharded(
     rules: &Ruleset,
     cfg: &EngineConfig,
     jobs: usize,
+    progress: Option<Progress<'_>>,
     sink: &mut dyn Sink,
 ) -> Result<ReplayStats, ReplayError> {
     let jobs = jobs.clamp(1, MAX_JOBS);
@@ -400,7 +411,9 @@ pub(crate) fn replay_sharded(
         let read = std::thread::Builder::new()
             .name("ctsim-reader".into())
             .spawn_scoped(scope, move || {
-                read(reader, jobs, in_flight, work_txs, pool_rx, reader_out)
+                read(
+                    reader, jobs, in_flight, work_txs, pool_rx, reader_out, progress,
+                )
             })
             .expect("spawning the reader thread");
         let merged = merge(jobs, merge_rx, cfg.trace, sink);
@@ -429,15 +442,24 @@ fn read(
     work_txs: Vec<SyncSender<Arc<Batch>>>,
     pool: Receiver<Batch>,
     merger: SyncSender<Msg>,
+    progress: Option<Progress<'_>>,
 ) -> Result<u64, (u64, CaptureError)> {
     let mut allocated = 0;
     let mut frames = 0u64;
     let mut failed = None;
+    let capture = reader.bytes().cloned();
+    // Frames of every batch in flight stay mapped (one more batch: the one
+    // being filled).
+    reader.keep_behind((in_flight + 1) * (BATCH_BYTES + (64 << 10)));
     while failed.is_none() {
         let mut b = if allocated < in_flight {
             allocated += 1;
             Batch {
-                data: Vec::with_capacity(BATCH_BYTES + (64 << 10)),
+                capture: capture.clone(),
+                data: match capture {
+                    Some(_) => Vec::new(),
+                    None => Vec::with_capacity(BATCH_BYTES + (64 << 10)),
+                },
                 slots: Vec::with_capacity(BATCH_FRAMES),
                 ifnames: Vec::new(),
             }
@@ -450,7 +472,10 @@ fn read(
         b.data.clear();
         b.slots.clear();
         let mut map = Vec::with_capacity(BATCH_FRAMES);
-        while b.slots.len() < BATCH_FRAMES && b.data.len() < BATCH_BYTES {
+        // Frame bytes in the batch, copied or not: a batch of a mapped
+        // capture spans about as much of it as a copied batch would hold.
+        let mut bytes = 0;
+        while b.slots.len() < BATCH_FRAMES && bytes < BATCH_BYTES {
             let f = match reader.next_frame() {
                 Ok(Some(f)) => f,
                 Ok(None) => break,
@@ -470,8 +495,20 @@ fn read(
                 b.ifnames[id] = Some(Arc::from(name));
             }
             let shard = shard_of(frame_key(&f), jobs) as u16;
-            let start = b.data.len();
-            b.data.extend_from_slice(f.data);
+            let (start, end) = match &capture {
+                Some(c) => {
+                    let at = c
+                        .span_of(f.data)
+                        .expect("a frame of a capture in memory lies in it");
+                    (at.start, at.end)
+                }
+                None => {
+                    let start = b.data.len();
+                    b.data.extend_from_slice(f.data);
+                    (start, b.data.len())
+                }
+            };
+            bytes += end - start;
             b.slots.push(Slot {
                 index: f.index,
                 ts: f.ts,
@@ -479,7 +516,7 @@ fn read(
                 orig_len: f.orig_len,
                 interface: f.interface,
                 start,
-                end: b.data.len(),
+                end,
                 shard,
             });
             map.push(shard);
@@ -487,7 +524,10 @@ fn read(
         if b.slots.is_empty() {
             break;
         }
-        let full = b.slots.len() == BATCH_FRAMES || b.data.len() >= BATCH_BYTES;
+        let full = b.slots.len() == BATCH_FRAMES || bytes >= BATCH_BYTES;
+        if let Some(p) = progress {
+            p(frames, reader.offset());
+        }
         if merger.send(Msg::Map(map)).is_err() {
             break;
         }

@@ -1,0 +1,294 @@
+//! Captures held whole in memory: a read-only map of the capture file, or an
+//! owned buffer.
+//!
+//! Streaming a file means one `read()` copy of every byte from the page
+//! cache into the reader's buffer, and the sharded replay then copied every
+//! frame once more into the batch its workers share. A map needs neither:
+//! records are parsed in place, [`Frame`](super::Frame)s borrow the map, and
+//! the sharded replay gives its workers offsets into one shared
+//! [`CaptureBytes`]. [`CaptureReader::open`](super::CaptureReader::open)
+//! maps every regular file; pipes, `/dev/stdin` and other streams are read
+//! through the streaming buffer, with the same parser and the same results.
+//!
+//! # The caveat of mapping
+//!
+//! A map shows the file as it is on disk, page by page, while it is read. If
+//! another process truncates the file during a replay, touching a page past
+//! its new end raises `SIGBUS` and ctsim dies with it: there is no way to
+//! turn that into an error in safe Rust. (ripgrep documents the same
+//! hazard for its `--mmap` and answers it the same way: maps where they pay,
+//! and a switch to turn them off.) Writing *into* the file during a replay
+//! changes the bytes under the parser, which may then report a corrupt
+//! record; appending is harmless, the map keeps the length the file had when
+//! it was opened. For a capture that may shrink or be rewritten while it is
+//! replayed — a ring buffer tcpdump is rotating — use `ctsim replay
+//! --no-mmap` ([`CaptureReader::open_streaming`](super::CaptureReader::open_streaming)).
+//!
+//! # Memory
+//!
+//! Mapped pages count toward the process's resident set. The reader tells
+//! the kernel it reads sequentially, and unmaps what it has passed
+//! (`MADV_DONTNEED` on what lies more than [`KEEP`] behind its position, or
+//! what [`CaptureReader::keep_behind`](super::CaptureReader::keep_behind)
+//! asks for; the pages stay in the page cache), so the resident set does
+//! not grow with the file. A frame still in use behind that mark (in a
+//! batch the sharded replay has in flight) is just faulted in again, with
+//! the same bytes.
+
+use super::parse::Window;
+use memmap2::{Advice, Mmap, UncheckedAdvice};
+use std::fs::File;
+use std::io;
+use std::ops::{Deref, Range};
+use std::sync::Arc;
+
+/// How far behind the read position mapped pages stay mapped, unless the
+/// reader is told otherwise: room for a few large frames still in use.
+pub const KEEP: usize = 4 << 20;
+/// What lies too far behind is unmapped every this many bytes.
+const STEP: usize = 2 << 20;
+
+/// The bytes of a whole capture: a read-only map of its file, or a buffer.
+/// Shared (in an `Arc`) by the reader and the sharded replay's workers.
+///
+/// # Caveat
+///
+/// A map shows the file as it is on disk while it is read. If another
+/// process truncates the file meanwhile, touching a page past its new end
+/// raises `SIGBUS` and the process dies (no error can be returned in safe
+/// Rust); bytes rewritten meanwhile may read as a corrupt record. Appending
+/// is harmless. For a capture that may shrink while it is replayed (a ring
+/// buffer being rotated), stream it: `ctsim replay --no-mmap`,
+/// [`CaptureReader::open_streaming`](super::CaptureReader::open_streaming).
+pub struct CaptureBytes {
+    repr: Repr,
+}
+
+enum Repr {
+    Map(Mmap),
+    Owned(Vec<u8>),
+}
+
+impl std::fmt::Debug for CaptureBytes {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let kind = match self.repr {
+            Repr::Map(_) => "map",
+            Repr::Owned(_) => "buffer",
+        };
+        write!(f, "CaptureBytes({kind}, {} bytes)", self.len())
+    }
+}
+
+impl CaptureBytes {
+    /// Maps a file read-only.
+    pub fn map(file: &File) -> io::Result<CaptureBytes> {
+        // SAFETY: the map is read-only and only ever read through `&[u8]`.
+        // Rust's aliasing rules assume those bytes do not change; another
+        // process writing to or truncating the file breaks that (see the
+        // module docs: changed bytes read as a corrupt record, truncation
+        // raises SIGBUS). That is the accepted price of mapping, as in
+        // every tool that maps its input; `--no-mmap` avoids it.
+        let map = unsafe { Mmap::map(file)? };
+        // Only advice: a kernel without it reads the file all the same.
+        let _ = map.advise(Advice::Sequential);
+        Ok(CaptureBytes {
+            repr: Repr::Map(map),
+        })
+    }
+
+    /// Holds a capture that is already in memory.
+    pub fn from_vec(bytes: Vec<u8>) -> CaptureBytes {
+        CaptureBytes {
+            repr: Repr::Owned(bytes),
+        }
+    }
+
+    /// Whether the bytes are a map of a file.
+    pub fn is_map(&self) -> bool {
+        matches!(self.repr, Repr::Map(_))
+    }
+
+    /// Where `data` lies in these bytes, if it is a part of them (a frame
+    /// read from them, for instance).
+    pub fn span_of(&self, data: &[u8]) -> Option<Range<usize>> {
+        let base = self.as_ptr() as usize;
+        let start = (data.as_ptr() as usize).checked_sub(base)?;
+        let end = start.checked_add(data.len())?;
+        (end <= self.len()).then_some(start..end)
+    }
+
+    /// Unmaps `range` from this process (the pages stay in the page cache).
+    /// Bytes read there later are faulted in again from the file.
+    fn release(&self, range: Range<usize>) {
+        if let Repr::Map(m) = &self.repr
+            && range.start < range.end
+            && range.end <= m.len()
+        {
+            // SAFETY: for a shared read-only file map, MADV_DONTNEED only
+            // drops this process's page-table entries; the next access
+            // maps the same page-cache page again, so every live `&[u8]`
+            // into the range still reads the same bytes. (It is unsafe in
+            // memmap2 because on private or anonymous maps it zeroes
+            // memory; this map is neither.)
+            let _ = unsafe {
+                m.unchecked_advise_range(
+                    UncheckedAdvice::DontNeed,
+                    range.start,
+                    range.end - range.start,
+                )
+            };
+        }
+    }
+}
+
+impl Deref for CaptureBytes {
+    type Target = [u8];
+    #[inline]
+    fn deref(&self) -> &[u8] {
+        match &self.repr {
+            Repr::Map(m) => m,
+            Repr::Owned(v) => v,
+        }
+    }
+}
+
+/// Most bytes of the next record fetched ahead.
+const PREFETCH_MAX: usize = 2048;
+
+#[inline(always)]
+fn prefetch(bytes: &[u8], at: usize) {
+    #[cfg(target_arch = "x86_64")]
+    if at < bytes.len() {
+        use std::arch::x86_64::{_MM_HINT_T0, _mm_prefetch};
+        // SAFETY: a prefetch is only a hint; it never faults, whatever the
+        // address (this one is inside the capture anyway), and SSE, which
+        // it needs, is part of every x86-64 CPU.
+        unsafe { _mm_prefetch::<_MM_HINT_T0>(bytes[at..].as_ptr().cast()) };
+    }
+}
+
+/// The parser's window over a capture in memory.
+pub(super) struct MemWindow {
+    bytes: Arc<CaptureBytes>,
+    pos: usize,
+    /// Bytes before this have been unmapped.
+    released: usize,
+    /// The next position at which to look at what to release.
+    next_step: usize,
+    /// [`KEEP`] or as told; [`STEP`] (smaller in tests).
+    keep: usize,
+    step_len: usize,
+}
+
+impl MemWindow {
+    pub(super) fn new(bytes: Arc<CaptureBytes>) -> MemWindow {
+        Self::with_steps(bytes, KEEP, STEP)
+    }
+
+    fn with_steps(bytes: Arc<CaptureBytes>, keep: usize, step_len: usize) -> MemWindow {
+        MemWindow {
+            bytes,
+            pos: 0,
+            released: 0,
+            next_step: step_len,
+            keep,
+            step_len,
+        }
+    }
+
+    pub(super) fn bytes(&self) -> &Arc<CaptureBytes> {
+        &self.bytes
+    }
+
+    pub(super) fn keep_behind(&mut self, bytes: usize) {
+        self.keep = bytes;
+    }
+
+    #[cold]
+    fn step(&mut self) {
+        self.next_step = self.pos + self.step_len;
+        if let Some(upto) = self.pos.checked_sub(self.keep)
+            && upto > self.released
+        {
+            self.bytes.release(self.released..upto);
+            self.released = upto;
+        }
+    }
+}
+
+impl Window for MemWindow {
+    #[inline]
+    fn data(&self) -> &[u8] {
+        &self.bytes[self.pos..]
+    }
+
+    #[inline]
+    fn fill(&mut self, _want: usize) -> io::Result<()> {
+        // Everything there is, is there.
+        Ok(())
+    }
+
+    #[inline]
+    fn consume(&mut self, n: usize) {
+        self.pos += n;
+        if self.pos >= self.next_step {
+            self.step();
+        }
+    }
+
+    #[inline]
+    fn offset(&self) -> u64 {
+        self.pos as u64
+    }
+
+    #[inline]
+    fn next_record_at(&self, len: usize) {
+        // The next record, fetched while the caller works on this one: its
+        // header, the packet headers the decoder reads, and the payload
+        // the checksum reads. A record is read once, so without this each
+        // of them is a wait on memory. Its length is not known yet; this
+        // one's is a good guess (capped: a jumbo frame gets its start).
+        let next = self.pos + len;
+        let mut at = next;
+        while at < next + len.clamp(128, PREFETCH_MAX) {
+            prefetch(&self.bytes, at);
+            at += 64;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    #[test]
+    fn span_of_finds_parts_and_refuses_strangers() {
+        let b = CaptureBytes::from_vec((0..100u8).collect());
+        assert_eq!(b.span_of(&b[10..20]), Some(10..20));
+        assert_eq!(b.span_of(&b[100..]), Some(100..100));
+        let other = [1u8, 2, 3];
+        assert_eq!(b.span_of(&other), None);
+    }
+
+    #[test]
+    fn released_pages_read_the_same_bytes_again() {
+        let mut f = tempfile::tempfile().unwrap();
+        let data: Vec<u8> = (0..(8u32 << 20))
+            .map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8)
+            .collect();
+        f.write_all(&data).unwrap();
+        let bytes = Arc::new(CaptureBytes::map(&f).unwrap());
+        assert!(bytes.is_map());
+        let mut w = MemWindow::with_steps(Arc::clone(&bytes), 2 << 20, 1 << 20);
+        let mut sum = 0u64;
+        while !w.data().is_empty() {
+            sum += u64::from(w.data()[0]);
+            w.consume(4096.min(w.data().len()));
+        }
+        assert_eq!(w.released, 6 << 20);
+        // The released start of the map still holds the file's bytes.
+        assert_eq!(&bytes[..1 << 20], &data[..1 << 20]);
+        assert!(sum > 0);
+    }
+}
