@@ -365,3 +365,99 @@ fn cli_output_is_identical_for_every_jobs_value() {
         );
     }
 }
+
+/// A pcapng whose second section gives interface 0 another name: each frame
+/// keeps the name of its own section, also when both sections' frames are
+/// read into one batch, for one worker and for several.
+#[test]
+fn interface_names_follow_their_section_within_a_batch() {
+    fn block(kind: u32, body: &[u8]) -> Vec<u8> {
+        let pad = (4 - body.len() % 4) % 4;
+        let len = (12 + body.len() + pad) as u32;
+        let mut b = Vec::new();
+        b.extend_from_slice(&kind.to_le_bytes());
+        b.extend_from_slice(&len.to_le_bytes());
+        b.extend_from_slice(body);
+        b.extend(std::iter::repeat_n(0u8, pad));
+        b.extend_from_slice(&len.to_le_bytes());
+        b
+    }
+    fn shb() -> Vec<u8> {
+        let mut body = 0x1a2b_3c4du32.to_le_bytes().to_vec();
+        body.extend_from_slice(&[1, 0, 0, 0]);
+        body.extend_from_slice(&u64::MAX.to_le_bytes());
+        block(0x0a0d_0d0a, &body)
+    }
+    fn idb(name: &str) -> Vec<u8> {
+        let mut body = vec![1, 0, 0, 0, 0, 0, 0, 0]; // Ethernet, snaplen 0
+        body.extend_from_slice(&2u16.to_le_bytes()); // if_name
+        body.extend_from_slice(&(name.len() as u16).to_le_bytes());
+        body.extend_from_slice(name.as_bytes());
+        body.extend(std::iter::repeat_n(0u8, (4 - name.len() % 4) % 4));
+        body.extend_from_slice(&[0, 0, 0, 0]); // opt_endofopt
+        block(1, &body)
+    }
+    fn epb(ts_us: u64, sport: u16) -> Vec<u8> {
+        let mut ip = vec![
+            0x45, 0, 0, 28, 0, 1, 0, 0, 64, 17, 0, 0, 192, 0, 2, 1, 198, 51, 100, 1,
+        ];
+        let mut sum: u32 = ip
+            .chunks(2)
+            .map(|w| u32::from(u16::from_be_bytes([w[0], w[1]])))
+            .sum();
+        sum = (sum & 0xffff) + (sum >> 16);
+        sum = (sum & 0xffff) + (sum >> 16);
+        ip[10..12].copy_from_slice(&(!(sum as u16)).to_be_bytes());
+        ip.extend_from_slice(&sport.to_be_bytes());
+        ip.extend_from_slice(&[0, 53, 0, 8, 0, 0]); // dport 53, len 8, no checksum
+        let mut frame = vec![0x02, 0, 0, 0, 0, 1, 0x02, 0, 0, 0, 0, 2, 0x08, 0x00];
+        frame.extend_from_slice(&ip);
+        let mut body = 0u32.to_le_bytes().to_vec();
+        body.extend_from_slice(&((ts_us >> 32) as u32).to_le_bytes());
+        body.extend_from_slice(&(ts_us as u32).to_le_bytes());
+        body.extend_from_slice(&(frame.len() as u32).to_le_bytes());
+        body.extend_from_slice(&(frame.len() as u32).to_le_bytes());
+        body.extend_from_slice(&frame);
+        body.extend(std::iter::repeat_n(0u8, (4 - frame.len() % 4) % 4));
+        block(6, &body)
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let cap = dir.path().join("two-sections.pcapng");
+    let mut bytes = shb();
+    bytes.extend(idb("lanA"));
+    bytes.extend(epb(1_700_000_000_000_000, 1000));
+    bytes.extend(shb());
+    bytes.extend(idb("lanB"));
+    bytes.extend(epb(1_700_000_000_100_000, 1001));
+    bytes.extend(epb(1_700_000_000_200_000, 1002));
+    std::fs::write(&cap, bytes).unwrap();
+    let rules = dir.path().join("i.rules");
+    std::fs::write(
+        &rules,
+        "*filter\n:FORWARD ACCEPT [0:0]\n-A FORWARD -i lanA -j DROP\nCOMMIT\n",
+    )
+    .unwrap();
+    for jobs in ["1", "2"] {
+        let o = ctsim(&[
+            "replay",
+            cap.to_str().unwrap(),
+            "--rules",
+            rules.to_str().unwrap(),
+            "--quiet",
+            "--jobs",
+            jobs,
+        ]);
+        assert!(o.status.success(), "{}", stderr(&o));
+        let out = String::from_utf8(o.stdout).unwrap();
+        let verdicts: Vec<&str> = out
+            .lines()
+            .skip(1)
+            .map(|l| l.split(',').nth(14).unwrap())
+            .collect();
+        assert_eq!(
+            verdicts,
+            ["DROP", "ACCEPT", "ACCEPT"],
+            "--jobs {jobs}\n{out}"
+        );
+    }
+}

@@ -19,7 +19,7 @@
 //! themselves: a lookup touches one line of the index and the entry it
 //! needs anyway. Both can be prefetched packets ahead ([`Table::prefetch`]).
 
-use super::index::{Packed, TupleIndex, prefetch_line};
+use super::index::{Packed, TupleIndex, advise_huge_pages, prefetch_line};
 use super::tuple::Tuple;
 use super::{Conn, Dir};
 use crate::time::Timestamp;
@@ -188,7 +188,12 @@ impl Table {
                 id
             }
             None => {
+                let cap = self.slots.capacity();
                 self.slots.push(Some(conn));
+                if self.slots.capacity() != cap {
+                    advise_huge_pages(self.slots.spare_capacity_mut());
+                    advise_huge_pages(&self.slots);
+                }
                 (self.slots.len() - 1) as ConnId
             }
         };

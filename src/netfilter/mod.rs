@@ -93,6 +93,9 @@ impl HookTrail {
     pub fn is_empty(&self) -> bool {
         self.len == 0
     }
+    pub fn len(&self) -> usize {
+        usize::from(self.len)
+    }
     /// `PREROUTING>FORWARD>POSTROUTING`.
     pub fn write_to(&self, out: &mut Vec<u8>) {
         for (i, h) in self.iter().enumerate() {

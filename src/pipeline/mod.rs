@@ -134,10 +134,6 @@ impl ReplayOptions {
 /// and returns).
 pub type Progress<'a> = &'a (dyn Fn(u64, u64) + Sync);
 
-/// Frames between two calls of a [`Progress`] on the one-worker path (the
-/// sharded path calls it once per batch, which is as many or fewer).
-const PROGRESS_EVERY: u64 = 4096;
-
 /// How the capture is read.
 #[derive(Clone, Copy, Default)]
 pub struct InputOptions<'a> {
@@ -228,34 +224,46 @@ fn replay_inline(
     };
     let mut now = Timestamp(0);
     let mut capture_err = None;
-    loop {
-        let frame = match reader.next_frame() {
-            Ok(Some(f)) => f,
-            Ok(None) => break,
+    // Frames are read a batch at a time so that the loop can look ahead:
+    // the connection-table lines of the packets to come are prefetched
+    // while this one is processed (see `shard::Lookahead`).
+    reader.keep_behind(2 * (shard::BATCH_BYTES + (64 << 10)));
+    let mut batch = shard::Batch::default();
+    let mut map = Vec::with_capacity(shard::BATCH_FRAMES);
+    let mut positions: Vec<usize> = Vec::with_capacity(shard::BATCH_FRAMES);
+    let mut more = true;
+    while more {
+        map.clear();
+        more = match shard::fill_batch(&mut reader, &mut batch, 1, &mut map) {
+            Ok(full) => full,
             Err(e) => {
                 capture_err = Some(e);
-                break;
+                false
             }
         };
-        stats.frames += 1;
-        now = now.max(frame.ts);
-        let ev = cfg.trace.then_some(&mut events);
-        shard::sweep_at(&mut fw, now, frame.index, ev);
-        order.expect(frame.index);
-        let ev = cfg.trace.then_some(&mut events);
-        shard::process_at(&mut fw, &frame, now, ev, &mut |row| {
-            order.push(row, &mut rows)
-        });
-        for r in rows.drain(..) {
-            sink.row(&r)?;
+        positions.clear();
+        positions.extend(0..map.len());
+        let mut ahead = shard::Lookahead::new(&positions);
+        for frame in batch.frames() {
+            stats.frames += 1;
+            now = now.max(frame.ts);
+            let ev = cfg.trace.then_some(&mut events);
+            shard::sweep_at(&mut fw, now, frame.index, ev);
+            ahead.step(&fw, |i| batch.frame_at(i));
+            order.expect(frame.index);
+            let ev = cfg.trace.then_some(&mut events);
+            shard::process_at(&mut fw, &frame, now, ev, &mut |row| {
+                order.push(row, &mut rows)
+            });
+            for r in rows.drain(..) {
+                sink.row(&r)?;
+            }
+            if !events.is_empty() {
+                shard::order_events(&mut events);
+                sink.events(&mut events.drain(..).map(|t| t.event))?;
+            }
         }
-        if !events.is_empty() {
-            shard::order_events(&mut events);
-            sink.events(&mut events.drain(..).map(|t| t.event))?;
-        }
-        if stats.frames.is_multiple_of(PROGRESS_EVERY)
-            && let Some(p) = progress
-        {
+        if let Some(p) = progress {
             p(stats.frames, reader.offset());
         }
     }

@@ -51,9 +51,9 @@ use std::sync::Arc;
 use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 
 /// Frames per batch.
-const BATCH_FRAMES: usize = 4096;
+pub(crate) const BATCH_FRAMES: usize = 4096;
 /// A batch is also closed when its frame bytes pass this size.
-const BATCH_BYTES: usize = 4 << 20;
+pub(crate) const BATCH_BYTES: usize = 4 << 20;
 /// Most shards (shard numbers are `u16`).
 pub const MAX_JOBS: usize = 256;
 
@@ -316,22 +316,36 @@ struct Slot {
     start: usize,
     end: usize,
     shard: u16,
+    /// The frame's interface name: 1 + its position in the batch's
+    /// `ifnames`, or 0 for none.
+    ifname: u16,
 }
 
 /// Frames of the capture, shared read-only by all workers and recycled when
 /// the last one is done with it.
 #[derive(Default)]
-struct Batch {
+pub(crate) struct Batch {
     /// The capture in memory, which the slots point into; `None` when it is
     /// streamed and the frames are copied into `data`.
     capture: Option<Arc<CaptureBytes>>,
     data: Vec<u8>,
     slots: Vec<Slot>,
-    /// pcapng interface names by interface id, as far as known.
-    ifnames: Vec<Option<Arc<str>>>,
+    /// pcapng interface names the frames of this batch carry (a name can
+    /// change within a batch where a new section starts).
+    ifnames: Vec<Arc<str>>,
 }
 
 impl Batch {
+    /// The batch's frames, in capture order.
+    pub(crate) fn frames(&self) -> impl ExactSizeIterator<Item = Frame<'_>> {
+        self.slots.iter().map(|s| self.frame(s))
+    }
+
+    /// The `i`th frame of the batch.
+    pub(crate) fn frame_at(&self, i: usize) -> Frame<'_> {
+        self.frame(&self.slots[i])
+    }
+
     fn frame(&self, s: &Slot) -> Frame<'_> {
         Frame {
             index: s.index,
@@ -339,10 +353,10 @@ impl Batch {
             linktype: s.linktype,
             orig_len: s.orig_len,
             interface: s.interface,
-            interface_name: self
-                .ifnames
-                .get(s.interface as usize)
-                .and_then(|n| n.as_deref()),
+            interface_name: match s.ifname {
+                0 => None,
+                n => self.ifnames.get(usize::from(n) - 1).map(|n| &**n),
+            },
             data: match &self.capture {
                 Some(c) => &c[s.start..s.end],
                 None => &self.data[s.start..s.end],
@@ -433,6 +447,82 @@ pub(crate) fn replay_sharded(
     })
 }
 
+/// Reads frames into `b` (emptied first) until it is full or the capture
+/// ends, and gives each its shard among `jobs`, also pushed to `map`.
+/// Returns whether the batch filled up (more may follow); on a capture
+/// error the frames before it are in the batch.
+pub(crate) fn fill_batch(
+    reader: &mut CaptureReader,
+    b: &mut Batch,
+    jobs: usize,
+    map: &mut Vec<u16>,
+) -> Result<bool, CaptureError> {
+    b.data.clear();
+    b.slots.clear();
+    b.ifnames.clear();
+    b.capture = reader.bytes().cloned();
+    // Frame bytes in the batch, copied or not: a batch of a mapped capture
+    // spans about as much of it as a copied batch would hold.
+    let mut bytes = 0;
+    // The last name per interface id, as an `ifname` value.
+    let mut last_names: Vec<u16> = Vec::new();
+    while b.slots.len() < BATCH_FRAMES && bytes < BATCH_BYTES {
+        let Some(f) = reader.next_frame()? else {
+            return Ok(false);
+        };
+        let ifname = match f.interface_name {
+            None => 0,
+            Some(name) => {
+                let id = f.interface as usize;
+                let known = last_names.get(id).copied().unwrap_or(0);
+                if known != 0 && *b.ifnames[usize::from(known) - 1] == *name {
+                    known
+                } else {
+                    b.ifnames.push(Arc::from(name));
+                    let n = b.ifnames.len() as u16;
+                    if last_names.len() <= id {
+                        last_names.resize(id + 1, 0);
+                    }
+                    last_names[id] = n;
+                    n
+                }
+            }
+        };
+        let shard = if jobs > 1 {
+            shard_of(frame_key(&f), jobs) as u16
+        } else {
+            0
+        };
+        let (start, end) = match &b.capture {
+            Some(c) => {
+                let at = c
+                    .span_of(f.data)
+                    .expect("a frame of a capture in memory lies in it");
+                (at.start, at.end)
+            }
+            None => {
+                let start = b.data.len();
+                b.data.extend_from_slice(f.data);
+                (start, b.data.len())
+            }
+        };
+        bytes += end - start;
+        b.slots.push(Slot {
+            index: f.index,
+            ts: f.ts,
+            linktype: f.linktype,
+            orig_len: f.orig_len,
+            interface: f.interface,
+            start,
+            end,
+            shard,
+            ifname,
+        });
+        map.push(shard);
+    }
+    Ok(true)
+}
+
 /// The reader stage: fills batches, keys frames, hands every batch to every
 /// worker. Returns the number of frames read (and the error that ended it).
 fn read(
@@ -469,62 +559,18 @@ fn read(
                 Err(_) => break,
             }
         };
-        b.data.clear();
-        b.slots.clear();
         let mut map = Vec::with_capacity(BATCH_FRAMES);
-        // Frame bytes in the batch, copied or not: a batch of a mapped
-        // capture spans about as much of it as a copied batch would hold.
-        let mut bytes = 0;
-        while b.slots.len() < BATCH_FRAMES && bytes < BATCH_BYTES {
-            let f = match reader.next_frame() {
-                Ok(Some(f)) => f,
-                Ok(None) => break,
-                Err(e) => {
-                    failed = Some(e);
-                    break;
-                }
-            };
-            frames += 1;
-            let id = f.interface as usize;
-            if let Some(name) = f.interface_name
-                && b.ifnames.get(id).is_none_or(|n| n.as_deref() != Some(name))
-            {
-                if b.ifnames.len() <= id {
-                    b.ifnames.resize(id + 1, None);
-                }
-                b.ifnames[id] = Some(Arc::from(name));
+        let full = match fill_batch(&mut reader, &mut b, jobs, &mut map) {
+            Ok(full) => full,
+            Err(e) => {
+                failed = Some(e);
+                false
             }
-            let shard = shard_of(frame_key(&f), jobs) as u16;
-            let (start, end) = match &capture {
-                Some(c) => {
-                    let at = c
-                        .span_of(f.data)
-                        .expect("a frame of a capture in memory lies in it");
-                    (at.start, at.end)
-                }
-                None => {
-                    let start = b.data.len();
-                    b.data.extend_from_slice(f.data);
-                    (start, b.data.len())
-                }
-            };
-            bytes += end - start;
-            b.slots.push(Slot {
-                index: f.index,
-                ts: f.ts,
-                linktype: f.linktype,
-                orig_len: f.orig_len,
-                interface: f.interface,
-                start,
-                end,
-                shard,
-            });
-            map.push(shard);
-        }
+        };
+        frames += b.slots.len() as u64;
         if b.slots.is_empty() {
             break;
         }
-        let full = b.slots.len() == BATCH_FRAMES || bytes >= BATCH_BYTES;
         if let Some(p) = progress {
             p(frames, reader.offset());
         }

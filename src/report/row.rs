@@ -310,6 +310,99 @@ pub fn write_row(r: &Row, out: &mut Vec<u8>) {
         None => h.extend_from_slice(b",,,,,,,"),
     }
     out.extend_from_slice(h.text());
+    if let Some(key) = TailKey::of(r) {
+        TAILS.with_borrow_mut(|c| c.write(key, r, out));
+    } else {
+        write_tail(r, out);
+    }
+}
+
+/// Everything a row's tail (`chains` … `notes`) is made of, for rows whose
+/// tail is one of the few that repeat: no INVALID reason and no decode
+/// detail (whose text would have to be compared). The rule label is held
+/// by the key, so its address cannot be reused while the key is cached.
+#[derive(Clone, PartialEq, Eq)]
+struct TailKey {
+    chains: HookTrail,
+    ctstate: Option<CtState>,
+    ctdir: Option<Dir>,
+    ctstatus: Option<Status>,
+    tcp_state: Option<TcpState>,
+    verdict: RowVerdict,
+    rule: Option<std::sync::Arc<str>>,
+    notes: Notes,
+}
+
+impl TailKey {
+    fn of(r: &Row) -> Option<TailKey> {
+        if r.reason.is_some() || r.reason2.is_some() || r.detail.is_some() {
+            return None;
+        }
+        Some(TailKey {
+            chains: r.chains,
+            ctstate: r.ctstate,
+            ctdir: r.ctdir,
+            ctstatus: r.ctstatus,
+            tcp_state: r.tcp_state,
+            verdict: r.verdict,
+            rule: r.rule.clone(),
+            notes: r.notes,
+        })
+    }
+
+    fn slot(&self) -> usize {
+        let rule = self.rule.as_ref().map_or(0, |a| a.as_ptr() as u64);
+        let mut h = 0u64;
+        for v in [
+            u64::from(self.ctstatus.map_or(u32::MAX, |s| s.0)),
+            self.ctstate.map_or(15, |s| s as u64),
+            self.ctdir.map_or(3, |d| d as u64),
+            self.tcp_state.map_or(31, |s| s as u64),
+            self.verdict as u64,
+            self.chains.iter().fold(0, |a, h| a * 8 + h as u64 + 1),
+            u64::from(self.notes.0),
+            rule,
+        ] {
+            h = (h ^ v).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        }
+        (h >> 58) as usize % TAIL_SLOTS
+    }
+}
+
+const TAIL_SLOTS: usize = 64;
+
+/// Recently written tails, by key: a replay's rows mostly repeat a handful
+/// of tails, and copying one is far cheaper than writing it field by field.
+#[derive(Default)]
+struct TailCache {
+    slots: Vec<Option<(TailKey, Vec<u8>)>>,
+}
+
+impl TailCache {
+    fn write(&mut self, key: TailKey, r: &Row, out: &mut Vec<u8>) {
+        if self.slots.is_empty() {
+            self.slots.resize_with(TAIL_SLOTS, || None);
+        }
+        let slot = &mut self.slots[key.slot()];
+        if let Some((k, text)) = slot
+            && *k == key
+        {
+            out.extend_from_slice(text);
+            return;
+        }
+        let start = out.len();
+        write_tail(r, out);
+        let text = out[start..].to_vec();
+        *slot = Some((key, text));
+    }
+}
+
+thread_local! {
+    static TAILS: std::cell::RefCell<TailCache> = std::cell::RefCell::default();
+}
+
+/// The columns from `chains` to `notes`, and the newline.
+fn write_tail(r: &Row, out: &mut Vec<u8>) {
     r.chains.write_to(out);
     out.push(b',');
     if let Some(s) = r.ctstate {
@@ -351,7 +444,11 @@ pub fn write_row(r: &Row, out: &mut Vec<u8>) {
     let start = out.len();
     let mut first = true;
     // Most rows carry no notes.
-    let names = if r.notes.0 == 0 { &[][..] } else { Notes::NAMES };
+    let names = if r.notes.0 == 0 {
+        &[][..]
+    } else {
+        Notes::NAMES
+    };
     for (bit, name) in names {
         if r.notes.has(*bit) {
             if !first {
@@ -642,6 +739,62 @@ fn requote_tail(out: &mut Vec<u8>, start: usize) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Tails taken from the cache are the tails written field by field,
+    /// across every combination of the fields the key is made of, written
+    /// in an order that revisits and evicts cached entries.
+    #[test]
+    fn cached_tails_equal_written_tails() {
+        use crate::netfilter::Hook;
+        let rules: [Option<std::sync::Arc<str>>; 3] = [
+            None,
+            Some("filter:FORWARD:2".into()),
+            Some("filter:INPUT:policy".into()),
+        ];
+        let mut rows = Vec::new();
+        for (i, rule) in rules.iter().enumerate() {
+            for st in [
+                None,
+                Some(CtState::New),
+                Some(CtState::Established),
+                Some(CtState::Invalid),
+            ] {
+                for status in [
+                    None,
+                    Some(Status(Status::CONFIRMED)),
+                    Some(Status(Status::CONFIRMED | Status::SEEN_REPLY)),
+                ] {
+                    for tcp in [None, Some(TcpState::SynSent), Some(TcpState::Established)] {
+                        for verdict in [RowVerdict::Accept, RowVerdict::Drop] {
+                            for notes in [0, Notes::LOGGED] {
+                                let mut r = Row::new(rows.len() as u64 + 1, Timestamp(7));
+                                r.chains.push(Hook::Prerouting);
+                                if i != 1 {
+                                    r.chains.push(Hook::Input);
+                                }
+                                (r.ctstate, r.ctstatus, r.tcp_state, r.verdict) =
+                                    (st, status, tcp, verdict);
+                                r.ctdir = st.map(|_| Dir::Original);
+                                r.rule = rule.clone();
+                                r.notes = Notes(notes);
+                                rows.push(r);
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        for pass in 0..3 {
+            for (k, r) in rows.iter().enumerate().filter(|(k, _)| k % (pass + 1) == 0) {
+                let mut cached = Vec::new();
+                write_row(r, &mut cached);
+                let mut plain = Vec::new();
+                write_tail(r, &mut plain);
+                assert!(cached.ends_with(&plain), "row {k} pass {pass}");
+                assert_eq!(cached[..cached.len() - plain.len()].last(), Some(&b','));
+            }
+        }
+    }
 
     #[test]
     fn numbers_addresses_and_times_match_std_formatting() {
