@@ -40,10 +40,8 @@ fn tag(hash: u64) -> u64 {
 
 impl TupleIndex {
     fn with_bits(bits: u32) -> TupleIndex {
-        let buckets = vec![EMPTY; 1 << bits];
-        advise_huge_pages(&buckets);
         TupleIndex {
-            buckets,
+            buckets: vec![EMPTY; 1 << bits],
             shift: 64 - bits,
             len: 0,
         }
@@ -196,30 +194,6 @@ impl TupleIndex {
     pub fn prefetch(&self, hash: u64) {
         prefetch_line(&self.buckets[self.home(hash)] as *const u64 as *const u8);
     }
-}
-
-/// Asks the kernel to back the 2 MiB-aligned part of `v` with transparent
-/// huge pages. The index and the entry slab are read at random, one line
-/// per packet, over megabytes: with 4 KiB pages nearly every lookup also
-/// misses the TLB, and in a virtual machine a page walk costs as much as
-/// the miss itself. Only a hint; failure (no THP, another OS) is harmless.
-pub fn advise_huge_pages<T>(v: &[T]) {
-    #[cfg(target_os = "linux")]
-    {
-        const HUGE: usize = 2 << 20;
-        let start = v.as_ptr() as usize;
-        let end = start + std::mem::size_of_val(v);
-        let (a, b) = (start.next_multiple_of(HUGE), end & !(HUGE - 1));
-        if b > a {
-            // SAFETY: madvise with MADV_HUGEPAGE changes no contents and
-            // the range lies inside `v`'s allocation.
-            unsafe {
-                libc::madvise(a as *mut libc::c_void, b - a, libc::MADV_HUGEPAGE);
-            }
-        }
-    }
-    #[cfg(not(target_os = "linux"))]
-    let _ = v;
 }
 
 /// A hint to load the cache line holding `p`; no effect on results.

@@ -212,11 +212,13 @@ impl HelperKind {
 
 /// A connection entry (`struct nf_conn`).
 ///
-/// Laid out in declaration order, cache-line aligned, with what every
-/// packet reads first (tuples, timer, status, tracker state), so a lookup
-/// touches the fewest lines and the table can prefetch exactly those.
+/// Laid out in declaration order, with what every packet reads first
+/// (tuples, timer, status, tracker state), so a lookup touches the fewest
+/// lines and the table can prefetch exactly those. Not padded to a cache
+/// line: entries that never close stay for days of capture time, and the
+/// table's memory is the replay's.
 #[derive(Debug, Clone)]
-#[repr(C, align(64))]
+#[repr(C)]
 pub struct Conn {
     pub tuple: [Tuple; 2],
     /// Absolute expiry on the capture clock.

@@ -19,7 +19,7 @@
 //! themselves: a lookup touches one line of the index and the entry it
 //! needs anyway. Both can be prefetched packets ahead ([`Table::prefetch`]).
 
-use super::index::{Packed, TupleIndex, advise_huge_pages, prefetch_line};
+use super::index::{Packed, TupleIndex, prefetch_line};
 use super::tuple::Tuple;
 use super::{Conn, Dir};
 use crate::time::Timestamp;
@@ -95,6 +95,10 @@ impl Wheel {
                 false
             });
             self.len -= before - slot.len();
+            // A slot that once held a crowd keeps no memory for it.
+            if slot.capacity() > 64 && slot.len() < slot.capacity() / 4 {
+                slot.shrink_to(slot.len() * 2);
+            }
         }
         // The current tick may still hold deadlines later than `now`.
         self.swept = cur;
@@ -103,9 +107,10 @@ impl Wheel {
         }
     }
 
+    /// Empties the wheel and gives back the slots' memory.
     fn clear(&mut self) {
         for s in &mut self.slots {
-            s.clear();
+            *s = Vec::new();
         }
         self.len = 0;
     }
@@ -157,9 +162,10 @@ impl Table {
         self.index.candidates(h, |e| {
             if let Some(slot) = self.slots.get((e >> 1) as usize) {
                 let p = slot as *const Option<Conn> as *const u8;
-                // The fields a lookup and the trackers read lie in the
-                // first three lines (Conn is laid out hot fields first).
-                for off in [0, 64, 128] {
+                // The fields a lookup and the trackers read are the first
+                // 170 or so bytes (Conn is laid out hot fields first), which
+                // an unaligned entry spreads over up to four lines.
+                for off in [0, 64, 128, 176] {
                     prefetch_line(p.wrapping_add(off));
                 }
             }
@@ -188,12 +194,7 @@ impl Table {
                 id
             }
             None => {
-                let cap = self.slots.capacity();
                 self.slots.push(Some(conn));
-                if self.slots.capacity() != cap {
-                    advise_huge_pages(self.slots.spare_capacity_mut());
-                    advise_huge_pages(&self.slots);
-                }
                 (self.slots.len() - 1) as ConnId
             }
         };
@@ -356,7 +357,36 @@ mod tests {
         }
     }
 
-    /// The gc heap finds exactly what a scan of every entry finds, in slot
+    /// A slot that held a crowd of deadlines gives its memory back once
+    /// they are due, and so does a cleared wheel.
+    #[test]
+    fn wheel_memory_follows_what_it_holds() {
+        let mut w = Wheel::default();
+        let at = Timestamp(5 << TICK_SHIFT);
+        for id in 0..100_000 {
+            w.push(Deadline { at, id, uid: 1 });
+        }
+        w.push(Deadline {
+            at: Timestamp(6 << TICK_SHIFT),
+            id: 7,
+            uid: 1,
+        });
+        let mut due = 0;
+        w.advance(at, |_| {
+            due += 1;
+            None
+        });
+        assert_eq!((due, w.len), (100_000, 1));
+        let cap: usize = w.slots.iter().map(Vec::capacity).sum();
+        assert!(cap < 1000, "{cap}");
+        for id in 0..100_000 {
+            w.push(Deadline { at, id, uid: 1 });
+        }
+        w.clear();
+        assert_eq!(w.slots.iter().map(Vec::capacity).sum::<usize>(), 0);
+    }
+
+    /// The gc wheel finds exactly what a scan of every entry finds, in slot
     /// order, while timers move both ways and slots are reused.
     #[test]
     fn expired_matches_a_full_scan() {
@@ -408,5 +438,8 @@ mod tests {
             }
         }
         assert!(t.timers.len <= 2 * t.len() + 1024);
+        // Nor does the wheel keep the memory of crowds it once held.
+        let cap: usize = t.timers.slots.iter().map(Vec::capacity).sum();
+        assert!(cap <= 4 * t.timers.len + 128 * WHEEL_SLOTS, "{cap}");
     }
 }

@@ -17,6 +17,11 @@
 //!   independent of the shard count.
 //! * The merger (the caller's thread) puts rows back in capture order and
 //!   hands them, and the conntrack events, to the [`Sink`].
+//! * Workers, and the one-worker replay, which reads the same batches on the
+//!   caller's thread, look a few packets ahead ([`Lookahead`]) and ask
+//!   conntrack to prefetch the index bucket and then the entry each of
+//!   those packets will need: a lookup in a table of tens of thousands of
+//!   entries otherwise waits on memory at every packet.
 //!
 //! Workers are plain threads joined by bounded channels rather than rayon
 //! tasks: each is a long-lived stage with its own state that blocks on its
