@@ -12,6 +12,9 @@ use ctsim::wire::{self, DecodeError};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+mod common;
+use common::mutate::{Rng, mutate};
+
 fn corpus_dir() -> Option<PathBuf> {
     let dir = std::env::var_os("CTSIM_CAPTURES")
         .map(PathBuf::from)
@@ -154,58 +157,6 @@ fn exercise(bytes: &[u8]) -> usize {
         }
     }
     n
-}
-
-/// xorshift64*: a fixed sequence, so failures reproduce.
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n.max(1) as u64) as usize
-    }
-}
-
-fn mutate(seed: &[u8], rng: &mut Rng) -> Vec<u8> {
-    let mut b = seed.to_vec();
-    for _ in 0..1 + rng.below(8) {
-        match rng.below(6) {
-            0 | 1 => {
-                let i = rng.below(b.len());
-                if let Some(x) = b.get_mut(i) {
-                    *x ^= 1 << rng.below(8);
-                }
-            }
-            2 => {
-                let i = rng.below(b.len());
-                if let Some(x) = b.get_mut(i) {
-                    *x = [0, 0xff, 0x7f, 0x80, 1][rng.below(5)];
-                }
-            }
-            3 => {
-                let cut = rng.below(b.len() + 1);
-                b.truncate(cut);
-            }
-            4 => {
-                let i = rng.below(b.len() + 1);
-                let v = rng.next() as u8;
-                b.insert(i, v);
-            }
-            _ => {
-                // Overwrite a 32-bit field at a random aligned spot (lengths).
-                let i = rng.below(b.len() / 4) * 4;
-                let v = rng.next() as u32;
-                if i + 4 <= b.len() {
-                    b[i..i + 4].copy_from_slice(&v.to_le_bytes());
-                }
-            }
-        }
-    }
-    b
 }
 
 #[test]

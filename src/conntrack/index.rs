@@ -74,19 +74,9 @@ impl TupleIndex {
 
     /// The value stored under `hash` for which `eq` holds.
     #[inline]
-    pub fn find(&self, hash: u64, mut eq: impl FnMut(Packed) -> bool) -> Option<Packed> {
-        let (mask, t) = (self.mask(), tag(hash));
-        let mut i = self.home(hash);
-        loop {
-            let b = self.buckets[i];
-            if b == EMPTY {
-                return None;
-            }
-            if b >> 32 == t && eq((b as u32).wrapping_sub(1)) {
-                return Some((b as u32).wrapping_sub(1));
-            }
-            i = (i + 1) & mask;
-        }
+    pub fn find(&self, hash: u64, eq: impl FnMut(Packed) -> bool) -> Option<Packed> {
+        self.position(hash, eq)
+            .map(|i| (self.buckets[i] as u32).wrapping_sub(1))
     }
 
     /// Every value stored under `hash` (hash-equal candidates), for a caller
@@ -160,6 +150,7 @@ impl TupleIndex {
         true
     }
 
+    #[inline]
     fn position(&self, hash: u64, mut eq: impl FnMut(Packed) -> bool) -> Option<usize> {
         let (mask, t) = (self.mask(), tag(hash));
         let mut i = self.home(hash);
