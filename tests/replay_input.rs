@@ -11,25 +11,13 @@ use ctsim::report::{Row, RowWriter};
 use ctsim::rules::{self, Ruleset};
 use ctsim::synth::bench::{BenchConfig, generate};
 use ctsim::wire::Family;
-use std::cell::RefCell;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::rc::Rc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-#[derive(Clone, Default)]
-struct Shared(Rc<RefCell<Vec<u8>>>);
-
-impl Write for Shared {
-    fn write(&mut self, b: &[u8]) -> io::Result<usize> {
-        self.0.borrow_mut().extend_from_slice(b);
-        Ok(b.len())
-    }
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
-    }
-}
+mod common;
+use common::buffer::Shared;
 
 struct Collect {
     rows: RowWriter<Shared>,

@@ -13,25 +13,12 @@ use ctsim::report::{Row, RowWriter};
 use ctsim::rules::{self, Ruleset};
 use ctsim::synth::bench::{BenchConfig, generate};
 use ctsim::wire::Family;
-use std::cell::RefCell;
 use std::collections::HashSet;
 use std::io;
 use std::path::{Path, PathBuf};
-use std::rc::Rc;
 
-/// A byte buffer the test keeps a handle on while a writer owns it.
-#[derive(Clone, Default)]
-struct Shared(Rc<RefCell<Vec<u8>>>);
-
-impl io::Write for Shared {
-    fn write(&mut self, b: &[u8]) -> io::Result<usize> {
-        self.0.borrow_mut().extend_from_slice(b);
-        Ok(b.len())
-    }
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
-    }
-}
+mod common;
+use common::buffer::Shared;
 
 struct Collect {
     rows: RowWriter<Shared>,
