@@ -273,6 +273,36 @@ impl Queue {
 
     /// `ip_frag_reinit`: forget every fragment, keep the key, restart the
     /// timer. Returns the frames thrown away.
+    /// Keeps an accepted fragment's bytes (`offset..end` of the datagram,
+    /// already placed by [`Queue::insert`]); the first fragment also gives
+    /// the datagram its header.
+    fn store(
+        &mut self,
+        offset: u32,
+        end: u32,
+        data: &[u8],
+        frame: u64,
+        ecn_bit: u8,
+        head: impl FnOnce() -> Head,
+    ) {
+        self.stored.push(Stored {
+            offset,
+            data: data.to_vec(),
+        });
+        self.frames.push(frame);
+        self.meat += end - offset;
+        self.ecn |= ecn_bit;
+        if offset == 0 {
+            self.first_in = true;
+            self.head = Some(head());
+        }
+    }
+
+    /// First and last fragments in, and no hole between them.
+    fn complete(&self) -> bool {
+        self.first_in && self.last_in && self.meat == self.len
+    }
+
     fn reinit(&mut self, now: Timestamp) -> Vec<u64> {
         let rid = self.rid;
         let frames = std::mem::take(&mut self.frames);
@@ -499,28 +529,18 @@ impl Defrag {
             }
             Insert::Overlap => return self.discard_with(key, DropReason::Overlap, discarded),
         }
-        q.stored.push(Stored {
-            offset,
-            data: data.to_vec(),
+        q.store(offset, end, data, frame, ecn_bit, || Head {
+            header: pkt.ip[..ihl as usize].to_vec(),
+            v6_prev_nexthdr: 0,
+            v6_nexthdr: 0,
+            link: pkt.link_info(),
         });
-        q.frames.push(frame);
-        q.meat += end - offset;
-        q.ecn |= ecn_bit;
-        if offset == 0 {
-            q.first_in = true;
-            q.head = Some(Head {
-                header: pkt.ip[..ihl as usize].to_vec(),
-                v6_prev_nexthdr: 0,
-                v6_nexthdr: 0,
-                link: pkt.link_info(),
-            });
-        }
         let fragsize = end - offset + ihl;
         q.max_size = q.max_size.max(fragsize);
         if df {
             q.max_df_size = q.max_df_size.max(fragsize);
         }
-        if !(q.first_in && q.last_in && q.meat == q.len) {
+        if !q.complete() {
             return DefragOutcome::Held { discarded };
         }
         let q = self.queues.remove(&key).expect("queue present");
@@ -674,23 +694,13 @@ impl Defrag {
             Insert::Duplicate => return drop_one(DropReason::Duplicate),
             Insert::Overlap => return self.discard(key, DropReason::Overlap),
         }
-        q.stored.push(Stored {
-            offset,
-            data: data.to_vec(),
+        q.store(offset, end, data, frame, ecn_bit, || Head {
+            header: pkt.ip[..fhoff].to_vec(),
+            v6_prev_nexthdr: walk.frag_prev_nexthdr,
+            v6_nexthdr: pkt.ip[fhoff],
+            link: pkt.link_info(),
         });
-        q.frames.push(frame);
-        q.meat += end - offset;
-        q.ecn |= ecn_bit;
-        if offset == 0 {
-            q.first_in = true;
-            q.head = Some(Head {
-                header: pkt.ip[..fhoff].to_vec(),
-                v6_prev_nexthdr: walk.frag_prev_nexthdr,
-                v6_nexthdr: pkt.ip[fhoff],
-                link: pkt.link_info(),
-            });
-        }
-        if !(q.first_in && q.last_in && q.meat == q.len) {
+        if !q.complete() {
             return DefragOutcome::Held {
                 discarded: Vec::new(),
             };
