@@ -479,19 +479,26 @@ impl Conntrack {
         }
     }
 
-    /// Starts loading, ahead of time, what a lookup of this flow will read:
-    /// the index bucket (`entry` false), or some packets later the entry
-    /// itself. Only a hint to the CPU; no effect on any result.
+    /// The hash under which a lookup of this flow will search the table,
+    /// for [`Conntrack::prefetch`].
     #[inline]
-    pub fn prefetch(&self, flow: &crate::wire::hint::FlowHint, entry: bool) {
-        let t = Tuple {
+    pub fn flow_hash(flow: &crate::wire::hint::FlowHint) -> u64 {
+        Table::hash_of(&Tuple {
             src: flow.src,
             dst: flow.dst,
             sport: flow.sport,
             dport: flow.dport,
             proto: flow.proto,
-        };
-        self.table.prefetch(&t, entry);
+        })
+    }
+
+    /// Starts loading, ahead of time, what a lookup of the flow with this
+    /// hash will read: the index bucket (`entry` false), or some packets
+    /// later the entry itself. Only a hint to the CPU; no effect on any
+    /// result.
+    #[inline]
+    pub fn prefetch(&self, hash: u64, entry: bool) {
+        self.table.prefetch(hash, entry);
     }
 
     /// True when an entry with this tuple (either direction) is alive.

@@ -149,12 +149,12 @@ impl Table {
             .map(unpack)
     }
 
-    /// Starts loading what a lookup of `tuple` will read: with `entry`
-    /// false the index bucket, with `entry` true (some packets later, when
-    /// the bucket has arrived) the entries it points to. Only a hint.
+    /// Starts loading what a lookup of the tuple with hash `h` (from
+    /// [`Table::hash_of`]) will read: with `entry` false the index bucket,
+    /// with `entry` true (some packets later, when the bucket has arrived)
+    /// the entries it points to. Only a hint.
     #[inline]
-    pub fn prefetch(&self, tuple: &Tuple, entry: bool) {
-        let h = hash(tuple);
+    pub fn prefetch(&self, h: u64, entry: bool) {
         if !entry {
             self.index.prefetch(h);
             return;
@@ -170,6 +170,11 @@ impl Table {
                 }
             }
         });
+    }
+
+    /// The hash the index files `tuple` under.
+    pub fn hash_of(tuple: &Tuple) -> u64 {
+        hash(tuple)
     }
 
     pub fn get(&self, id: ConnId) -> &Conn {

@@ -44,7 +44,7 @@ use super::{Firewall, ReplayError, ReplayStats, Sink};
 use super::{Progress, RowFormat};
 use crate::capture::{CaptureBytes, CaptureError, CaptureReader, Frame, Linktype};
 use crate::conntrack::proto::icmp::{self, IcmpClass};
-use crate::conntrack::{Event, EventKind, Sysctls, Tuple};
+use crate::conntrack::{Conntrack, Event, EventKind, Sysctls, Tuple};
 use crate::pipeline::EngineConfig;
 use crate::report::Row;
 use crate::rules::{RuleState, Ruleset};
@@ -235,37 +235,48 @@ pub(crate) struct Lookahead<'a> {
     positions: &'a [usize],
     /// How many frames of `positions` have been processed.
     done: usize,
+    /// Table hashes of the frames ahead, by position modulo the distance:
+    /// each is computed once, for the bucket, and used again for the entry.
+    hashes: [Option<u64>; PREFETCH_AHEAD],
 }
 
 impl<'a> Lookahead<'a> {
     pub(crate) fn new(positions: &'a [usize]) -> Self {
-        Lookahead { positions, done: 0 }
+        Lookahead {
+            positions,
+            done: 0,
+            hashes: [None; PREFETCH_AHEAD],
+        }
     }
 
     /// Called before processing the next frame of `positions`; `frame`
     /// gives the frame at a position.
     #[inline]
     pub(crate) fn step<'f>(&mut self, fw: &Firewall<'_>, frame: impl Fn(usize) -> Frame<'f>) {
+        let hash_at = |k: usize| {
+            let p = *self.positions.get(k)?;
+            wire::hint::flow_hint(&frame(p)).map(|h| Conntrack::flow_hash(&h))
+        };
         let k = self.done;
         self.done += 1;
         if k == 0 {
             // Warm-up: the first frames get both stages at once.
-            for &p in self.positions.iter().take(PREFETCH_AHEAD) {
-                if let Some(h) = wire::hint::flow_hint(&frame(p)) {
-                    fw.ct.prefetch(&h, false);
-                    fw.ct.prefetch(&h, true);
+            for i in 0..PREFETCH_AHEAD {
+                self.hashes[i] = hash_at(i);
+                if let Some(h) = self.hashes[i] {
+                    fw.ct.prefetch(h, false);
+                    fw.ct.prefetch(h, true);
                 }
             }
         }
-        if let Some(&p) = self.positions.get(k + PREFETCH_AHEAD)
-            && let Some(h) = wire::hint::flow_hint(&frame(p))
-        {
-            fw.ct.prefetch(&h, false);
+        // Frame k's slot is free again: its entry was prefetched 4 steps ago.
+        let far = hash_at(k + PREFETCH_AHEAD);
+        self.hashes[k % PREFETCH_AHEAD] = far;
+        if let Some(h) = far {
+            fw.ct.prefetch(h, false);
         }
-        if let Some(&p) = self.positions.get(k + PREFETCH_AHEAD / 2)
-            && let Some(h) = wire::hint::flow_hint(&frame(p))
-        {
-            fw.ct.prefetch(&h, true);
+        if let Some(h) = self.hashes[(k + PREFETCH_AHEAD / 2) % PREFETCH_AHEAD] {
+            fw.ct.prefetch(h, true);
         }
     }
 }
