@@ -191,9 +191,11 @@ impl<W: Write, T: Write> Sink for CliSink<W, T> {
     fn formatter(&self) -> Option<pipeline::RowFormat> {
         Some(ctsim::report::row::write_row)
     }
-    fn formatted_row(&mut self, row: &Row, text: &[u8]) -> io::Result<()> {
-        self.summary.add(row);
+    fn formatted_rows(&mut self, text: &[u8]) -> io::Result<()> {
         self.rows.write_formatted(text)
+    }
+    fn tally(&mut self, summary: &Summary) {
+        self.summary.merge(summary);
     }
     fn events(&mut self, events: &mut dyn Iterator<Item = Event>) -> io::Result<()> {
         if let Some(t) = &mut self.trace {

@@ -14,9 +14,8 @@ pub use firewall::{EngineConfig, Firewall};
 use crate::capture::{CaptureError, CaptureReader};
 use crate::conntrack::Event;
 use crate::report::Row;
+use crate::report::summary::Summary;
 use crate::rules::{RuleState, Ruleset};
-use crate::time::Timestamp;
-use shard::LocalOrder;
 use std::path::Path;
 
 /// Turns a row into its output bytes. Given by a sink that can take rows
@@ -28,14 +27,23 @@ pub type RowFormat = fn(&Row, &mut Vec<u8>);
 pub trait Sink {
     fn row(&mut self, row: &Row) -> std::io::Result<()>;
     fn events(&mut self, events: &mut dyn Iterator<Item = Event>) -> std::io::Result<()>;
-    /// The formatter whose output [`Sink::formatted_row`] accepts, if any.
+    /// The formatter whose output [`Sink::formatted_rows`] accepts, if any.
+    /// A sink that gives one gets the rows of a sharded replay only as
+    /// text, and their [`Sink::tally`] at the end.
     fn formatter(&self) -> Option<RowFormat> {
         None
     }
-    /// A row with its bytes as [`Sink::formatter`] made them.
-    fn formatted_row(&mut self, row: &Row, text: &[u8]) -> std::io::Result<()> {
+    /// Consecutive rows, in capture order, as [`Sink::formatter`] made them.
+    fn formatted_rows(&mut self, text: &[u8]) -> std::io::Result<()> {
         let _ = text;
-        self.row(row)
+        Err(std::io::Error::other(
+            "this sink gives a formatter but takes no formatted rows",
+        ))
+    }
+    /// The totals of the rows given to [`Sink::formatted_rows`], once, when
+    /// they have all been given.
+    fn tally(&mut self, summary: &Summary) {
+        let _ = summary;
     }
 }
 
@@ -143,7 +151,10 @@ pub struct InputOptions<'a> {
     pub progress: Option<Progress<'a>>,
 }
 
-fn open(capture: &Path, input: &InputOptions<'_>) -> Result<CaptureReader, CaptureError> {
+pub(crate) fn open(
+    capture: &Path,
+    input: &InputOptions<'_>,
+) -> Result<CaptureReader, CaptureError> {
     if input.no_mmap {
         CaptureReader::open_streaming(capture)
     } else {
@@ -197,7 +208,7 @@ pub fn replay_input(
         jobs = 1;
     }
     let mut stats = if jobs > 1 {
-        shard::replay_sharded(reader, rules, cfg, jobs, input.progress, sink)?
+        shard::replay_sharded(reader, capture, input, rules, cfg, jobs, sink)?
     } else {
         replay_inline(reader, rules, cfg, input.progress, sink)?
     };
@@ -214,64 +225,59 @@ fn replay_inline(
     progress: Option<Progress<'_>>,
     sink: &mut dyn Sink,
 ) -> Result<ReplayStats, ReplayError> {
-    let mut fw = Firewall::new(rules, cfg);
-    let mut order = LocalOrder::default();
-    let mut rows: Vec<Row> = Vec::with_capacity(16);
+    let mut run = shard::ShardRun::new(rules, cfg, 0);
     let mut events = Vec::new();
     let mut stats = ReplayStats {
         shards: 1,
         ..ReplayStats::default()
     };
-    let mut now = Timestamp(0);
     let mut capture_err = None;
-    // Frames are read a batch at a time so that the loop can look ahead:
-    // the connection-table lines of the packets to come are prefetched
-    // while this one is processed (see `shard::Lookahead`).
+    let mut write_err = None;
+    // Rows go to the sink as they come; the first write error stops the
+    // replay after the batch.
+    fn emit(sink: &mut dyn Sink, err: &mut Option<std::io::Error>, row: Row) {
+        if err.is_none()
+            && let Err(e) = sink.row(&row)
+        {
+            *err = Some(e);
+        }
+    }
     reader.keep_behind(2 * (shard::BATCH_BYTES + (64 << 10)));
+    let keying = shard::Keying {
+        jobs: 1,
+        frames: shard::OWN_BATCH_FRAMES,
+        hash_for: None,
+    };
     let mut batch = shard::Batch::default();
-    let mut map = Vec::with_capacity(shard::BATCH_FRAMES);
-    let mut positions: Vec<usize> = Vec::with_capacity(shard::BATCH_FRAMES);
     let mut more = true;
     while more {
-        map.clear();
-        more = match shard::fill_batch(&mut reader, &mut batch, 1, &mut map) {
+        more = match shard::fill_batch(&mut reader, &mut batch, keying) {
             Ok(full) => full,
             Err(e) => {
                 capture_err = Some(e);
                 false
             }
         };
-        positions.clear();
-        positions.extend(0..map.len());
-        let mut ahead = shard::Lookahead::new(&positions);
-        for frame in batch.frames() {
-            stats.frames += 1;
-            now = now.max(frame.ts);
-            let ev = cfg.trace.then_some(&mut events);
-            shard::sweep_at(&mut fw, now, frame.index, ev);
-            ahead.step(&fw, |i| batch.frame_at(i));
-            order.expect(frame.index);
-            let ev = cfg.trace.then_some(&mut events);
-            shard::process_at(&mut fw, &frame, now, ev, &mut |row| {
-                order.push(row, &mut rows)
-            });
-            for r in rows.drain(..) {
-                sink.row(&r)?;
-            }
-            if !events.is_empty() {
-                shard::order_events(&mut events);
-                sink.events(&mut events.drain(..).map(|t| t.event))?;
-            }
+        stats.frames += batch.len() as u64;
+        run.batch(&batch, &mut events, &mut |row| {
+            emit(sink, &mut write_err, row)
+        });
+        if let Some(e) = write_err.take() {
+            return Err(e.into());
+        }
+        if !events.is_empty() {
+            shard::order_events(&mut events);
+            sink.events(&mut events.drain(..).map(|t| t.event))?;
         }
         if let Some(p) = progress {
             p(stats.frames, reader.offset());
         }
     }
-    fw.finish(&mut |row| order.push(row, &mut rows));
-    order.drain(&mut rows);
-    for r in rows.drain(..) {
-        sink.row(&r)?;
+    run.finish(&mut |row| emit(sink, &mut write_err, row));
+    if let Some(e) = write_err.take() {
+        return Err(e.into());
     }
+    let fw = run.fw;
     stats.bad_l4_checksums = fw.bad_l4_checksums;
     stats.checked_l4_checksums = fw.checked_l4_checksums;
     stats.conntrack_entries = fw.ct.len();

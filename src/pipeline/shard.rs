@@ -1,27 +1,31 @@
-//! The sharded replay: one reader, N workers, one merger.
+//! The sharded replay: N workers, one merger.
 //!
-//! * The reader reads the capture into reusable batches of a few thousand
-//!   frames (no allocation per packet): when the capture is in memory (a
-//!   mapped file) a batch holds only where each frame lies in it, and the
-//!   workers read the frames in place; a streamed capture's frames are
-//!   copied into the batch's buffer. It gives every frame a shard: a hash
-//!   of the unordered address pair of the conntrack tuple it will be looked
-//!   up under ([`shard_of`]). Both directions of a connection, a helper's
-//!   expected connections (same address pair) and an ICMP error (keyed by
-//!   the packet it quotes) land in the same shard.
+//! * Every frame gets a shard: a hash of the unordered address pair of the
+//!   conntrack tuple it will be looked up under ([`shard_of`]). Both
+//!   directions of a connection, a helper's expected connections (same
+//!   address pair) and an ICMP error (keyed by the packet it quotes) land
+//!   in the same shard.
 //! * Every worker owns a [`Firewall`] (conntrack table, defrag queues, rule
-//!   state) over the shared ruleset, and sees every batch: it processes its
+//!   state) over the shared ruleset, and sees every frame: it processes its
 //!   own frames, but runs the capture clock and the conntrack garbage
 //!   collector at *every* frame, so its timers and its gc schedule are those
 //!   of a single firewall fed the whole capture. That is what makes the output
 //!   independent of the shard count.
-//! * The merger (the caller's thread) puts rows back in capture order and
-//!   hands them, and the conntrack events, to the [`Sink`].
-//! * Workers, and the one-worker replay, which reads the same batches on the
-//!   caller's thread, look a few packets ahead ([`Lookahead`]) and ask
-//!   conntrack to prefetch the index bucket and then the entry each of
-//!   those packets will need: a lookup in a table of tens of thousands of
-//!   entries otherwise waits on memory at every packet.
+//! * A capture file is read by every worker for itself, in small batches
+//!   (no allocation per packet; a mapped file's frames are read in place):
+//!   each frame is then read, keyed and processed on one core, with its
+//!   bytes still in that core's cache. Walking the record headers of
+//!   everyone's frames costs far less than moving frames between cores. A
+//!   stream (a pipe) can be read only once: a reader thread fills larger
+//!   batches, copying the frames, and hands each to every worker.
+//! * Workers format their rows when the sink takes formatted rows, and tally
+//!   them. The merger (the caller's thread) puts rows back in capture order
+//!   — runs of one shard's consecutive rows in one piece — and hands them,
+//!   and the conntrack events, to the [`Sink`].
+//! * Workers, and the one-worker replay, look a few packets ahead
+//!   ([`Lookahead`]) and ask conntrack to prefetch the index bucket and then
+//!   the entry each of those packets will need: a lookup in a table of tens
+//!   of thousands of entries otherwise waits on memory at every packet.
 //!
 //! Workers are plain threads joined by bounded channels rather than rayon
 //! tasks: each is a long-lived stage with its own state that blocks on its
@@ -47,16 +51,24 @@ use crate::conntrack::proto::icmp::{self, IcmpClass};
 use crate::conntrack::{Conntrack, Event, EventKind, Sysctls, Tuple};
 use crate::pipeline::EngineConfig;
 use crate::report::Row;
+use crate::report::summary::Summary;
 use crate::rules::{RuleState, Ruleset};
 use crate::time::Timestamp;
 use crate::wire::{self, L4, Packet};
 use std::collections::{BTreeMap, VecDeque};
 use std::net::IpAddr;
 use std::sync::Arc;
-use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
+use std::sync::mpsc::{Receiver, Sender, SyncSender, channel, sync_channel};
 
-/// Frames per batch.
+/// Most frames in a batch.
 pub(crate) const BATCH_FRAMES: usize = 4096;
+/// Frames per batch where the thread that reads a batch also processes it:
+/// small enough that the frames read are still in its cache when their
+/// turn comes.
+pub(crate) const OWN_BATCH_FRAMES: usize = 256;
+/// Frames per batch that the reader thread hands to the workers: larger,
+/// to keep hand-offs rare.
+const SHARED_BATCH_FRAMES: usize = 1024;
 /// A batch is also closed when its frame bytes pass this size.
 pub(crate) const BATCH_BYTES: usize = 4 << 20;
 /// Most shards (shard numbers are `u16`).
@@ -99,6 +111,11 @@ pub fn frame_key(frame: &Frame<'_>) -> u64 {
     if let Some(h) = wire::hint::flow_hint(frame) {
         return pair_hash(h.src, h.dst);
     }
+    frame_key_decoded(frame)
+}
+
+/// [`frame_key`] by the decoder, for the frames the hint gives up on.
+fn frame_key_decoded(frame: &Frame<'_>) -> u64 {
     match wire::decode(frame) {
         Ok(p) => packet_key(&p),
         Err(_) => 0,
@@ -236,7 +253,7 @@ pub(crate) struct Lookahead<'a> {
     /// How many frames of `positions` have been processed.
     done: usize,
     /// Table hashes of the frames ahead, by position modulo the distance:
-    /// each is computed once, for the bucket, and used again for the entry.
+    /// each is looked up once, for the bucket, and used again for the entry.
     hashes: [Option<u64>; PREFETCH_AHEAD],
 }
 
@@ -249,14 +266,12 @@ impl<'a> Lookahead<'a> {
         }
     }
 
-    /// Called before processing the next frame of `positions`; `frame`
-    /// gives the frame at a position.
+    /// Called before processing the next frame of `positions`; `hash`
+    /// gives the conntrack table hash of the frame at a position, if it
+    /// has a common shape (see [`Conntrack::flow_hash`]).
     #[inline]
-    pub(crate) fn step<'f>(&mut self, fw: &Firewall<'_>, frame: impl Fn(usize) -> Frame<'f>) {
-        let hash_at = |k: usize| {
-            let p = *self.positions.get(k)?;
-            wire::hint::flow_hint(&frame(p)).map(|h| Conntrack::flow_hash(&h))
-        };
+    pub(crate) fn step(&mut self, fw: &Firewall<'_>, hash: impl Fn(usize) -> Option<u64>) {
+        let hash_at = |k: usize| hash(*self.positions.get(k)?);
         let k = self.done;
         self.done += 1;
         if k == 0 {
@@ -293,6 +308,11 @@ pub(crate) struct LocalOrder {
 impl LocalOrder {
     pub(crate) fn expect(&mut self, index: u64) {
         self.own.push_back(index);
+    }
+
+    /// The first own index whose row is not out yet.
+    pub(crate) fn first(&self) -> Option<u64> {
+        self.own.front().copied()
     }
 
     pub(crate) fn push(&mut self, row: Row, out: &mut Vec<Row>) {
@@ -335,6 +355,9 @@ struct Slot {
     /// The frame's interface name: 1 + its position in the batch's
     /// `ifnames`, or 0 for none.
     ifname: u16,
+    /// Its conntrack table hash, where it was wanted and the frame has a
+    /// common shape (see [`Keying::hash_for`]).
+    hash: Option<u64>,
 }
 
 /// Frames of the capture, shared read-only by all workers and recycled when
@@ -352,14 +375,9 @@ pub(crate) struct Batch {
 }
 
 impl Batch {
-    /// The batch's frames, in capture order.
-    pub(crate) fn frames(&self) -> impl ExactSizeIterator<Item = Frame<'_>> {
-        self.slots.iter().map(|s| self.frame(s))
-    }
-
-    /// The `i`th frame of the batch.
-    pub(crate) fn frame_at(&self, i: usize) -> Frame<'_> {
-        self.frame(&self.slots[i])
+    /// The number of frames in the batch.
+    pub(crate) fn len(&self) -> usize {
+        self.slots.len()
     }
 
     fn frame(&self, s: &Slot) -> Frame<'_> {
@@ -381,23 +399,51 @@ impl Batch {
     }
 }
 
-/// What workers and the reader tell the merger.
+/// Where a worker's batches come from.
+enum Source {
+    /// The worker reads the capture itself: a file, which every worker can
+    /// open, so that each frame is read on the core that processes it.
+    Own(Box<CaptureReader>),
+    /// Batches filled by the reader thread, for a stream (a pipe) that only
+    /// one reader can read; each goes back to `pool` when the last worker
+    /// is done with it.
+    Shared {
+        rx: Receiver<Arc<Batch>>,
+        pool: SyncSender<Batch>,
+    },
+}
+
+/// What a worker tells the merger.
 enum Msg {
-    /// Shards of the frames of the next batch, in capture order.
-    Map(Vec<u16>),
-    /// Rows (in the shard's frame order) and events of one batch; `counted`
-    /// is false for the final flush, which carries no events.
+    /// This shard's rows of one batch, in its own frame order, and the
+    /// batch's events; `counted` is false for the final flush, which
+    /// carries no events.
     Out {
-        rows: Vec<Row>,
-        /// The rows' formatted bytes, back to back, when the sink takes
-        /// formatted rows (`ends[i]` is where row i's bytes end).
-        text: Vec<u8>,
-        ends: Vec<u32>,
+        shard: u16,
+        chunk: Chunk,
         events: Vec<Tagged>,
         counted: bool,
-        shard: u16,
+        /// No later row of this shard has a capture index below this.
+        upto: u64,
     },
     Done(Box<ShardTotals>),
+}
+
+/// Chunks of one worker's rows that may wait in the merger, unwritten:
+/// workers that read the capture themselves are not held together by
+/// anything else, and one that runs ahead must not fill memory with rows
+/// that wait for a slower one.
+const CHUNKS_AHEAD: usize = 16;
+
+/// Rows of one shard from one batch.
+struct Chunk {
+    /// Capture index of each row, and where its bytes end in `text` (0
+    /// when the sink formats rows itself and `rows` holds them).
+    marks: Vec<(u64, u32)>,
+    text: Vec<u8>,
+    rows: Vec<Row>,
+    /// Rows already written.
+    next: usize,
 }
 
 struct ShardTotals {
@@ -405,73 +451,217 @@ struct ShardTotals {
     checked_l4_checksums: u64,
     conntrack_entries: usize,
     rule_state: RuleState,
+    /// Of the rows this worker formatted (empty when the sink formats).
+    tally: Summary,
+    /// Frames read and the error that ended the capture, from a worker that
+    /// read the capture itself.
+    read: Option<(u64, Option<CaptureError>)>,
+}
+
+/// One firewall running through batches: the capture-wide clock and the
+/// conntrack gc at every frame, this shard's frames processed in order.
+/// Both the one-worker replay and the sharded workers are made of it.
+pub(crate) struct ShardRun<'r> {
+    pub(crate) fw: Firewall<'r>,
+    order: LocalOrder,
+    ready: Vec<Row>,
+    /// The capture-wide clock, as a single firewall's `Clock` would run.
+    now: Timestamp,
+    own: Vec<usize>,
+    id: u16,
+    trace: bool,
+}
+
+impl<'r> ShardRun<'r> {
+    pub(crate) fn new(rules: &'r Ruleset, cfg: &'r EngineConfig, id: u16) -> Self {
+        ShardRun {
+            fw: Firewall::new(rules, cfg),
+            order: LocalOrder::default(),
+            ready: Vec::with_capacity(16),
+            now: Timestamp(0),
+            own: Vec::with_capacity(BATCH_FRAMES),
+            id,
+            trace: cfg.trace,
+        }
+    }
+
+    /// Runs one batch. This shard's rows go to `emit` in its own frame
+    /// order (a held fragment's row, and the rows behind it, come out in a
+    /// later batch); with tracing on, the batch's events are appended to
+    /// `events`, in no particular order yet (see [`order_events`]).
+    pub(crate) fn batch(
+        &mut self,
+        batch: &Batch,
+        events: &mut Vec<Tagged>,
+        emit: &mut impl FnMut(Row),
+    ) {
+        let ShardRun {
+            fw,
+            order,
+            ready,
+            now,
+            own,
+            id,
+            trace,
+        } = self;
+        own.clear();
+        own.extend(
+            (batch.slots.iter().enumerate())
+                .filter(|(_, s)| s.shard == *id)
+                .map(|(i, _)| i),
+        );
+        let mut ahead = Lookahead::new(own);
+        for s in &batch.slots {
+            *now = (*now).max(s.ts);
+            sweep_at(fw, *now, s.index, trace.then_some(&mut *events));
+            if s.shard != *id {
+                continue;
+            }
+            ahead.step(fw, |i| batch.slots[i].hash);
+            order.expect(s.index);
+            let frame = batch.frame(s);
+            process_at(
+                fw,
+                &frame,
+                *now,
+                trace.then_some(&mut *events),
+                &mut |row| order.push(row, ready),
+            );
+            for r in ready.drain(..) {
+                emit(r);
+            }
+        }
+        fw.expire_fragments(*now, &mut |row| order.push(row, ready));
+        for r in ready.drain(..) {
+            emit(r);
+        }
+    }
+
+    /// The capture has ended: rows still held come out.
+    pub(crate) fn finish(&mut self, emit: &mut impl FnMut(Row)) {
+        let ShardRun {
+            fw, order, ready, ..
+        } = self;
+        fw.finish(&mut |row| order.push(row, ready));
+        order.drain(ready);
+        for r in ready.drain(..) {
+            emit(r);
+        }
+    }
+
+    /// No later row of this shard has a capture index below this, given
+    /// that the next frame's index is above `last`.
+    fn upto(&self, last: u64) -> u64 {
+        self.order.first().unwrap_or(last + 1)
+    }
 }
 
 /// Runs the replay on `jobs` workers (at least 2; one worker runs inline in
-/// [`super::replay_with`]).
+/// [`super::replay_with`]). `capture` and `input` say how each worker opens
+/// the file; a stream (`reader.size()` is `None`) is read by a reader
+/// thread instead, which hands batches to every worker.
 pub(crate) fn replay_sharded(
     reader: CaptureReader,
+    capture: &std::path::Path,
+    input: &super::InputOptions<'_>,
     rules: &Ruleset,
     cfg: &EngineConfig,
     jobs: usize,
-    progress: Option<Progress<'_>>,
     sink: &mut dyn Sink,
 ) -> Result<ReplayStats, ReplayError> {
-    let jobs = jobs.clamp(1, MAX_JOBS);
+    let jobs = jobs.clamp(2, MAX_JOBS);
+    let progress = input.progress;
+    let shared = reader.size().is_none();
     let in_flight = 2 * jobs + 2;
     let (merge_tx, merge_rx) = sync_channel::<Msg>(4 * jobs + 4);
-    let (pool_tx, pool_rx) = sync_channel::<Batch>(in_flight);
     let fmt = sink.formatter();
-    std::thread::scope(|scope| {
-        let mut work_txs = Vec::with_capacity(jobs);
-        for id in 0..jobs {
+    // Every worker opens the file for itself; a failure to open it again
+    // (it was just opened) is reported like any capture error.
+    let mut sources = Vec::with_capacity(jobs);
+    let mut work_txs = Vec::new();
+    let (pool_tx, pool_rx) = sync_channel::<Batch>(in_flight);
+    let mut reader = Some(reader);
+    if shared {
+        for _ in 0..jobs {
             let (tx, rx) = sync_channel::<Arc<Batch>>(in_flight);
             work_txs.push(tx);
-            let (out, pool) = (merge_tx.clone(), pool_tx.clone());
+            sources.push(Source::Shared {
+                rx,
+                pool: pool_tx.clone(),
+            });
+        }
+    } else {
+        sources.push(Source::Own(Box::new(reader.take().expect("not taken yet"))));
+        for _ in 1..jobs {
+            sources.push(Source::Own(Box::new(super::open(capture, input)?)));
+        }
+    }
+    drop(pool_tx);
+    let (spent_txs, spent_rxs): (Vec<_>, Vec<_>) = (0..jobs).map(|_| channel::<Chunk>()).unzip();
+    std::thread::scope(|scope| {
+        for ((id, source), spent) in sources.into_iter().enumerate().zip(spent_rxs) {
+            let out = merge_tx.clone();
+            let progress = if id == 0 { progress } else { None };
             std::thread::Builder::new()
                 .name(format!("ctsim-shard-{id}"))
                 .spawn_scoped(scope, move || {
-                    worker(id as u16, rules, cfg, fmt, rx, pool, out)
+                    worker(
+                        id as u16, jobs, rules, cfg, fmt, source, out, spent, progress,
+                    )
                 })
                 .expect("spawning a worker thread");
         }
-        drop(pool_tx);
-        let reader_out = merge_tx.clone();
         drop(merge_tx);
-        let read = std::thread::Builder::new()
-            .name("ctsim-reader".into())
-            .spawn_scoped(scope, move || {
-                read(
-                    reader, jobs, in_flight, work_txs, pool_rx, reader_out, progress,
-                )
-            })
-            .expect("spawning the reader thread");
-        let merged = merge(jobs, merge_rx, cfg.trace, sink);
-        let read = match read.join() {
-            Ok(r) => r,
-            Err(panic) => std::panic::resume_unwind(panic),
+        let read = reader.take().map(|reader| {
+            std::thread::Builder::new()
+                .name("ctsim-reader".into())
+                .spawn_scoped(scope, move || {
+                    read(reader, jobs, in_flight, work_txs, pool_rx, progress)
+                })
+                .expect("spawning the reader thread")
+        });
+        let merged = merge(jobs, merge_rx, &spent_txs, cfg.trace, sink);
+        // Workers still waiting for chunks back (the merger failed) end.
+        drop(spent_txs);
+        let mut read = match read.map(|r| r.join()) {
+            Some(Ok(r)) => Some(r),
+            Some(Err(panic)) => std::panic::resume_unwind(panic),
+            None => None,
         };
-        let mut stats = merged?;
-        match read {
-            Ok(n) => stats.frames = n,
-            Err((n, e)) => {
-                stats.frames = n;
-                return Err(e.into());
-            }
+        let (mut stats, worker_read) = merged?;
+        if read.is_none() {
+            read = worker_read;
         }
-        Ok(stats)
+        let (frames, err) = read.unwrap_or((0, None));
+        stats.frames = frames;
+        match err {
+            Some(e) => Err(e.into()),
+            None => Ok(stats),
+        }
     })
 }
 
+/// How [`fill_batch`] keys the frames it reads.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Keying {
+    /// Shards to spread frames over (1: every frame is shard 0's).
+    pub(crate) jobs: usize,
+    /// Frames per batch.
+    pub(crate) frames: usize,
+    /// The shard whose frames get their conntrack table hash for the
+    /// lookahead, `None` for every frame: a worker that reads the capture
+    /// itself needs only its own.
+    pub(crate) hash_for: Option<u16>,
+}
+
 /// Reads frames into `b` (emptied first) until it is full or the capture
-/// ends, and gives each its shard among `jobs`, also pushed to `map`.
-/// Returns whether the batch filled up (more may follow); on a capture
-/// error the frames before it are in the batch.
+/// ends, and gives each its shard and table hash. Returns whether the batch
+/// filled up (more may follow); on a capture error the frames before it are
+/// in the batch.
 pub(crate) fn fill_batch(
     reader: &mut CaptureReader,
     b: &mut Batch,
-    jobs: usize,
-    map: &mut Vec<u16>,
+    keying: Keying,
 ) -> Result<bool, CaptureError> {
     b.data.clear();
     b.slots.clear();
@@ -482,7 +672,7 @@ pub(crate) fn fill_batch(
     let mut bytes = 0;
     // The last name per interface id, as an `ifname` value.
     let mut last_names: Vec<u16> = Vec::new();
-    while b.slots.len() < BATCH_FRAMES && bytes < BATCH_BYTES {
+    while b.slots.len() < keying.frames && bytes < BATCH_BYTES {
         let Some(f) = reader.next_frame()? else {
             return Ok(false);
         };
@@ -504,10 +694,22 @@ pub(crate) fn fill_batch(
                 }
             }
         };
-        let shard = if jobs > 1 {
-            shard_of(frame_key(&f), jobs) as u16
+        // One look at the frame's first bytes gives both the shard key and
+        // the table hash, where its shape is a common one.
+        let hint = wire::hint::flow_hint(&f);
+        let shard = if keying.jobs > 1 {
+            let key = match &hint {
+                Some(h) => pair_hash(h.src, h.dst),
+                None => frame_key_decoded(&f),
+            };
+            shard_of(key, keying.jobs) as u16
         } else {
             0
+        };
+        let hash = match (hint, keying.hash_for) {
+            (Some(h), None) => Some(Conntrack::flow_hash(&h)),
+            (Some(h), Some(id)) if id == shard => Some(Conntrack::flow_hash(&h)),
+            _ => None,
         };
         let (start, end) = match &b.capture {
             Some(c) => {
@@ -533,41 +735,38 @@ pub(crate) fn fill_batch(
             end,
             shard,
             ifname,
+            hash,
         });
-        map.push(shard);
     }
     Ok(true)
 }
 
-/// The reader stage: fills batches, keys frames, hands every batch to every
-/// worker. Returns the number of frames read (and the error that ended it).
+/// The reader stage, for a stream: fills batches, keys frames, hands every
+/// batch to every worker. Returns the number of frames read and the error
+/// that ended the capture, if one did.
 fn read(
     mut reader: CaptureReader,
     jobs: usize,
     in_flight: usize,
     work_txs: Vec<SyncSender<Arc<Batch>>>,
     pool: Receiver<Batch>,
-    merger: SyncSender<Msg>,
     progress: Option<Progress<'_>>,
-) -> Result<u64, (u64, CaptureError)> {
+) -> (u64, Option<CaptureError>) {
     let mut allocated = 0;
     let mut frames = 0u64;
     let mut failed = None;
-    let capture = reader.bytes().cloned();
-    // Frames of every batch in flight stay mapped (one more batch: the one
-    // being filled).
-    reader.keep_behind((in_flight + 1) * (BATCH_BYTES + (64 << 10)));
+    let keying = Keying {
+        jobs,
+        frames: SHARED_BATCH_FRAMES,
+        hash_for: None,
+    };
     while failed.is_none() {
         let mut b = if allocated < in_flight {
             allocated += 1;
             Batch {
-                capture: capture.clone(),
-                data: match capture {
-                    Some(_) => Vec::new(),
-                    None => Vec::with_capacity(BATCH_BYTES + (64 << 10)),
-                },
-                slots: Vec::with_capacity(BATCH_FRAMES),
-                ifnames: Vec::new(),
+                data: Vec::with_capacity(BATCH_BYTES + (64 << 10)),
+                slots: Vec::with_capacity(SHARED_BATCH_FRAMES),
+                ..Batch::default()
             }
         } else {
             match pool.recv() {
@@ -575,8 +774,7 @@ fn read(
                 Err(_) => break,
             }
         };
-        let mut map = Vec::with_capacity(BATCH_FRAMES);
-        let full = match fill_batch(&mut reader, &mut b, jobs, &mut map) {
+        let full = match fill_batch(&mut reader, &mut b, keying) {
             Ok(full) => full,
             Err(e) => {
                 failed = Some(e);
@@ -590,9 +788,6 @@ fn read(
         if let Some(p) = progress {
             p(frames, reader.offset());
         }
-        if merger.send(Msg::Map(map)).is_err() {
-            break;
-        }
         // The last worker to finish a batch sends it back to the pool, so
         // the reader must not keep a reference itself.
         let b = Arc::new(b);
@@ -600,126 +795,175 @@ fn read(
         for tx in rest {
             let _ = tx.send(Arc::clone(&b));
         }
-        let _ = last.send(b);
-        if !full {
+        if last.send(b).is_err() || !full {
             break;
         }
     }
-    match failed {
-        Some(e) => Err((frames, e)),
-        None => Ok(frames),
-    }
+    (frames, failed)
 }
 
-/// One worker: its own firewall over every batch.
+/// One worker: its own firewall over every batch, formatting its rows when
+/// the sink takes formatted ones (in parallel, leaving the merger only byte
+/// copies). Written chunks come back through `spent`, to be filled again.
 fn worker(
     id: u16,
+    jobs: usize,
     rules: &Ruleset,
     cfg: &EngineConfig,
     fmt: Option<RowFormat>,
-    input: Receiver<Arc<Batch>>,
-    pool: SyncSender<Batch>,
+    mut source: Source,
     out: SyncSender<Msg>,
+    spent: Receiver<Chunk>,
+    progress: Option<Progress<'_>>,
 ) {
-    // Formatting here, in parallel, leaves the merger only byte copies.
-    let format = |rows: &[Row]| {
-        let mut text = Vec::new();
-        let mut ends = Vec::new();
-        if let Some(f) = fmt {
-            text.reserve(rows.len() * 112);
-            ends.reserve(rows.len());
-            for r in rows {
-                f(r, &mut text);
-                ends.push(text.len() as u32);
-            }
-        }
-        (text, ends)
+    let mut run = ShardRun::new(rules, cfg, id);
+    let mut tally = Summary::default();
+    let mut own_batch = Batch::default();
+    let mut frames = 0u64;
+    let mut failed = None;
+    let keying = Keying {
+        jobs,
+        frames: OWN_BATCH_FRAMES,
+        hash_for: Some(id),
     };
-    let mut fw = Firewall::new(rules, cfg);
-    let mut order = LocalOrder::default();
-    // The capture-wide clock, as a single firewall's `Clock` would run.
-    let mut now = Timestamp(0);
-    let trace = cfg.trace;
-    let mut own: Vec<usize> = Vec::with_capacity(BATCH_FRAMES);
-    for batch in input {
-        let mut rows = Vec::with_capacity(BATCH_FRAMES);
-        let mut events = Vec::new();
-        own.clear();
-        own.extend(
-            (batch.slots.iter().enumerate())
-                .filter(|(_, s)| s.shard == id)
-                .map(|(i, _)| i),
-        );
-        let mut ahead = Lookahead::new(&own);
-        for s in &batch.slots {
-            now = now.max(s.ts);
-            sweep_at(&mut fw, now, s.index, trace.then_some(&mut events));
-            if s.shard == id {
-                ahead.step(&fw, |i| batch.frame(&batch.slots[i]));
-                order.expect(s.index);
-                let frame = batch.frame(s);
-                process_at(
-                    &mut fw,
-                    &frame,
-                    now,
-                    trace.then_some(&mut events),
-                    &mut |row| order.push(row, &mut rows),
-                );
-            }
+    if let Source::Own(reader) = &mut source {
+        reader.keep_behind(2 * (BATCH_BYTES + (64 << 10)));
+    }
+    // Chunks sent and not yet back; only a worker that reads for itself
+    // waits for them (batches from the reader thread keep workers within
+    // a few batches of each other, and rows behind a held fragment must not
+    // stop a worker that the fragment's worker waits for).
+    let mut out_chunks = 0usize;
+    let limit = match source {
+        Source::Own(_) => CHUNKS_AHEAD,
+        Source::Shared { .. } => usize::MAX,
+    };
+    let mut free: Vec<Chunk> = Vec::new();
+    let mut new_chunk = |out_chunks: &mut usize, rows_hint: usize| {
+        while let Ok(c) = spent.try_recv() {
+            *out_chunks -= 1;
+            free.push(c);
         }
-        fw.expire_fragments(now, &mut |row| order.push(row, &mut rows));
-        if let Some(b) = Arc::into_inner(batch) {
+        while *out_chunks >= limit {
+            let Ok(c) = spent.recv() else { break };
+            *out_chunks -= 1;
+            free.push(c);
+        }
+        match free.pop() {
+            Some(mut c) => {
+                c.marks.clear();
+                c.text.clear();
+                c.rows.clear();
+                c.next = 0;
+                c
+            }
+            None => Chunk {
+                marks: Vec::with_capacity(rows_hint),
+                text: Vec::with_capacity(if fmt.is_some() { rows_hint * 192 } else { 0 }),
+                rows: Vec::new(),
+                next: 0,
+            },
+        }
+    };
+    let mut more = true;
+    while more {
+        // The batch: read here, or received from the reader thread.
+        let mut shared = None;
+        let batch: &Batch = match &mut source {
+            Source::Own(reader) => {
+                more = match fill_batch(reader, &mut own_batch, keying) {
+                    Ok(full) => full,
+                    Err(e) => {
+                        failed = Some(e);
+                        false
+                    }
+                };
+                frames += own_batch.slots.len() as u64;
+                if let Some(p) = progress {
+                    p(frames, reader.offset());
+                }
+                &own_batch
+            }
+            Source::Shared { rx, .. } => match rx.recv() {
+                Ok(b) => shared.insert(b),
+                Err(_) => break,
+            },
+        };
+        let Some(last) = batch.slots.last().map(|s| s.index) else {
+            break;
+        };
+        let mut chunk = new_chunk(&mut out_chunks, batch.slots.len() / jobs + 16);
+        let mut events = Vec::new();
+        run.batch(batch, &mut events, &mut |row| {
+            add_row(fmt, &mut tally, &mut chunk, row)
+        });
+        if let Source::Shared { pool, .. } = &source
+            && let Some(b) = shared.and_then(Arc::into_inner)
+        {
             let _ = pool.send(b);
         }
-        if trace || !rows.is_empty() {
-            let (text, ends) = format(&rows);
-            let msg = Msg::Out {
-                rows,
-                text,
-                ends,
-                events,
-                counted: true,
-                shard: id,
-            };
-            if out.send(msg).is_err() {
-                return;
-            }
+        let upto = run.upto(last);
+        out_chunks += usize::from(!chunk.marks.is_empty());
+        let msg = Msg::Out {
+            shard: id,
+            chunk,
+            events,
+            counted: true,
+            upto,
+        };
+        if out.send(msg).is_err() {
+            return;
         }
     }
-    let mut rows = Vec::new();
-    fw.finish(&mut |row| order.push(row, &mut rows));
-    order.drain(&mut rows);
-    let (text, ends) = format(&rows);
+    let mut chunk = new_chunk(&mut out_chunks, 16);
+    run.finish(&mut |row| add_row(fmt, &mut tally, &mut chunk, row));
     let _ = out.send(Msg::Out {
-        rows,
-        text,
-        ends,
+        shard: id,
+        chunk,
         events: Vec::new(),
         counted: false,
-        shard: id,
+        upto: u64::MAX,
     });
+    let fw = run.fw;
     let _ = out.send(Msg::Done(Box::new(ShardTotals {
         bad_l4_checksums: fw.bad_l4_checksums,
         checked_l4_checksums: fw.checked_l4_checksums,
         conntrack_entries: fw.ct.len(),
         rule_state: fw.rule_state,
+        tally,
+        read: matches!(source, Source::Own(_)).then_some((frames, failed)),
     })));
 }
 
+/// Adds a row to a worker's chunk: formatted and tallied, or kept whole.
+fn add_row(fmt: Option<RowFormat>, tally: &mut Summary, chunk: &mut Chunk, row: Row) {
+    match fmt {
+        Some(f) => {
+            tally.add(&row);
+            f(&row, &mut chunk.text);
+            chunk.marks.push((row.packet, chunk.text.len() as u32));
+        }
+        None => {
+            chunk.marks.push((row.packet, 0));
+            chunk.rows.push(row);
+        }
+    }
+}
+
 /// The merger: rows in capture order, events batch by batch in canonical
-/// order.
+/// order. Returns the merged totals and what a worker that read the
+/// capture itself read.
+#[allow(clippy::type_complexity)]
 fn merge(
     jobs: usize,
     rx: Receiver<Msg>,
+    spent: &[Sender<Chunk>],
     trace: bool,
     sink: &mut dyn Sink,
-) -> Result<ReplayStats, ReplayError> {
-    let mut map: VecDeque<u16> = VecDeque::new();
-    // Per shard: rows waiting for their turn, with the length of their
-    // formatted bytes (0 when the sink formats itself), and those bytes.
-    let mut queues: Vec<VecDeque<(Row, u32)>> = (0..jobs).map(|_| VecDeque::new()).collect();
-    let mut texts: Vec<VecDeque<u8>> = (0..jobs).map(|_| VecDeque::new()).collect();
-    let mut scratch: Vec<u8> = Vec::new();
+) -> Result<(ReplayStats, Option<(u64, Option<CaptureError>)>), ReplayError> {
+    // Per shard: chunks not yet written, and the bound on its later rows.
+    let mut queues: Vec<VecDeque<Chunk>> = (0..jobs).map(|_| VecDeque::new()).collect();
+    let mut upto = vec![0u64; jobs];
     // Events of batch n (counted per shard): shard outputs arrive in batch
     // order per shard, so the k-th output of each shard is batch k.
     let mut ev_seen = vec![0usize; jobs];
@@ -730,33 +974,27 @@ fn merge(
         ..ReplayStats::default()
     };
     let mut rule_state: Option<RuleState> = None;
+    let mut read = None;
+    let mut tally = Summary::default();
     let mut done = 0;
     while done < jobs {
         let Ok(msg) = rx.recv() else { break };
         match msg {
-            Msg::Map(m) => map.extend(m),
             Msg::Out {
-                rows,
-                text,
-                ends,
+                shard,
+                chunk,
                 events,
                 counted,
-                shard,
+                upto: bound,
             } => {
-                let q = &mut queues[shard as usize];
-                if ends.is_empty() {
-                    q.extend(rows.into_iter().map(|r| (r, 0)));
-                } else {
-                    let mut start = 0u32;
-                    for (r, end) in rows.into_iter().zip(ends) {
-                        q.push_back((r, end - start));
-                        start = end;
-                    }
-                    texts[shard as usize].extend(text);
+                let s = usize::from(shard);
+                if !chunk.marks.is_empty() {
+                    queues[s].push_back(chunk);
                 }
+                upto[s] = bound;
                 if counted && trace {
-                    let k = ev_seen[shard as usize] - ev_base;
-                    ev_seen[shard as usize] += 1;
+                    let k = ev_seen[s] - ev_base;
+                    ev_seen[s] += 1;
                     while ev_batches.len() <= k {
                         ev_batches.push_back((0, Vec::new()));
                     }
@@ -770,42 +1008,96 @@ fn merge(
                         sink.events(&mut evs.into_iter().map(|t| t.event))?;
                     }
                 }
+                write_ready(&mut queues, &upto, spent, sink)?;
             }
             Msg::Done(t) => {
                 done += 1;
                 stats.bad_l4_checksums += t.bad_l4_checksums;
                 stats.checked_l4_checksums += t.checked_l4_checksums;
                 stats.conntrack_entries += t.conntrack_entries;
+                tally.merge(&t.tally);
+                if t.read.is_some() && read.is_none() {
+                    read = t.read;
+                }
                 match &mut rule_state {
                     Some(r) => r.merge(&t.rule_state),
                     None => rule_state = Some(t.rule_state),
                 }
             }
         }
-        while let Some(&s) = map.front() {
-            let Some((row, len)) = queues[s as usize].pop_front() else {
+    }
+    if tally.packets > 0 {
+        sink.tally(&tally);
+    }
+    stats.rule_state = rule_state;
+    Ok((stats, read))
+}
+
+/// The capture index of a shard's next row to write.
+fn front(q: &VecDeque<Chunk>) -> Option<u64> {
+    q.front().map(|c| c.marks[c.next].0)
+}
+
+/// Writes every row whose turn has come: the lowest pending index, as long
+/// as no shard can still send a lower one. Rows of one shard that follow
+/// each other in capture order go out in one piece.
+fn write_ready(
+    queues: &mut [VecDeque<Chunk>],
+    upto: &[u64],
+    spent: &[Sender<Chunk>],
+    sink: &mut dyn Sink,
+) -> std::io::Result<()> {
+    loop {
+        // The shard holding the lowest pending row, and the lowest index
+        // any other shard may still write (pending or to come).
+        let mut best: Option<(usize, u64)> = None;
+        for (s, q) in queues.iter().enumerate() {
+            if let Some(i) = front(q)
+                && best.is_none_or(|(_, b)| i < b)
+            {
+                best = Some((s, i));
+            }
+        }
+        let Some((s, first)) = best else {
+            return Ok(());
+        };
+        let bound = (queues.iter().zip(upto).enumerate())
+            .filter(|(t, _)| *t != s)
+            .map(|(_, (q, &u))| front(q).unwrap_or(u))
+            .min()
+            .unwrap_or(u64::MAX);
+        if first >= bound {
+            return Ok(());
+        }
+        // Shard s's rows below `bound`, chunk by chunk.
+        while let Some(c) = queues[s].front_mut() {
+            let from = c.next;
+            let n = c.marks[from..].partition_point(|&(i, _)| i < bound);
+            if n == 0 {
                 break;
-            };
-            map.pop_front();
-            if len == 0 {
-                sink.row(&row)?;
+            }
+            c.next += n;
+            if c.rows.is_empty() {
+                let start = match from {
+                    0 => 0,
+                    k => c.marks[k - 1].1 as usize,
+                };
+                let end = c.marks[c.next - 1].1 as usize;
+                sink.formatted_rows(&c.text[start..end])?;
             } else {
-                let text = &mut texts[s as usize];
-                let len = len as usize;
-                let (a, _) = text.as_slices();
-                if a.len() >= len {
-                    sink.formatted_row(&row, &a[..len])?;
-                } else {
-                    scratch.clear();
-                    scratch.extend(text.range(..len));
-                    sink.formatted_row(&row, &scratch)?;
+                for r in &c.rows[from..c.next] {
+                    sink.row(r)?;
                 }
-                text.drain(..len);
+            }
+            if c.next < c.marks.len() {
+                break;
+            }
+            if let Some(c) = queues[s].pop_front() {
+                // A worker that has ended no longer takes chunks back.
+                let _ = spent[s].send(c);
             }
         }
     }
-    stats.rule_state = rule_state;
-    Ok(stats)
 }
 
 #[cfg(test)]
@@ -894,6 +1186,70 @@ mod tests {
         o.push(late, &mut out);
         let got: Vec<u64> = out.iter().map(|r| r.packet).collect();
         assert_eq!(got, [3, 5, 9]);
+    }
+
+    /// A sink that records what it was given, formatted rows as their text.
+    #[derive(Default)]
+    struct Text(Vec<u8>, usize);
+
+    impl Sink for Text {
+        fn row(&mut self, _: &Row) -> std::io::Result<()> {
+            unreachable!("formatted rows only")
+        }
+        fn events(&mut self, _: &mut dyn Iterator<Item = Event>) -> std::io::Result<()> {
+            Ok(())
+        }
+        fn formatted_rows(&mut self, text: &[u8]) -> std::io::Result<()> {
+            self.0.extend_from_slice(text);
+            self.1 += 1;
+            Ok(())
+        }
+    }
+
+    fn chunk(rows: &[u64]) -> Chunk {
+        let mut c = Chunk {
+            marks: Vec::new(),
+            text: Vec::new(),
+            rows: Vec::new(),
+            next: 0,
+        };
+        for &i in rows {
+            c.text.extend_from_slice(format!("{i};").as_bytes());
+            c.marks.push((i, c.text.len() as u32));
+        }
+        c
+    }
+
+    /// Rows go out in capture order, only once no shard can still send a
+    /// lower one (a shard that holds a fragment's row bounds everyone), and
+    /// a shard's consecutive rows in one piece; written chunks go back.
+    #[test]
+    fn merger_writes_rows_whose_turn_has_come() {
+        let (txs, rxs): (Vec<_>, Vec<_>) = (0..3).map(|_| channel::<Chunk>()).unzip();
+        let mut q: Vec<VecDeque<Chunk>> = (0..3).map(|_| VecDeque::new()).collect();
+        let mut sink = Text::default();
+        // Shard 2 has said nothing yet: nothing may go out.
+        q[0].push_back(chunk(&[1, 2, 5]));
+        q[1].push_back(chunk(&[3, 4]));
+        let mut upto = [6, 6, 0];
+        write_ready(&mut q, &upto, &txs, &mut sink).unwrap();
+        assert_eq!(sink.0, b"");
+        // Shard 2 holds frame 6's row (a fragment) while its later frames
+        // are done: rows up to 5 go out, nothing of shard 0 past it.
+        upto[2] = 6;
+        q[0].push_back(chunk(&[7, 8]));
+        write_ready(&mut q, &upto, &txs, &mut sink).unwrap();
+        assert_eq!(sink.0, b"1;2;3;4;5;");
+        assert_eq!(sink.1, 3, "runs 1-2, 3-4 and 5");
+        assert_eq!(rxs[1].try_iter().count(), 1);
+        assert_eq!(rxs[0].try_iter().count(), 1);
+        // The fragment's datagram completes: its rows and the rest follow.
+        q[2].push_back(chunk(&[6, 9]));
+        upto = [u64::MAX; 3];
+        q[1].push_back(chunk(&[10]));
+        write_ready(&mut q, &upto, &txs, &mut sink).unwrap();
+        assert_eq!(sink.0, b"1;2;3;4;5;6;7;8;9;10;");
+        assert!(q.iter().all(|q| q.is_empty()));
     }
 
     fn ev(packet: u64, phase: u8, kind: EventKind, uid: u64) -> Tagged {
