@@ -358,13 +358,8 @@ impl<'r> Firewall<'r> {
         // The conntrack view must not outlive the walk (the entry changes
         // next): carry over only what the walk changed.
         let (nfmark, ct_view_after) = (ctx.nfmark, ctx.ct);
-        let mut ctx = eval_ctx(pkt, now);
-        ctx.nfmark = nfmark;
-        ctx.ct = ct_view_after;
-        ctx.src_type = addr_type(topo, &pkt.src);
-        ctx.dst_type = addr_type(topo, &pkt.dst);
         // CONNMARK targets changed the view's mark; the entry keeps it.
-        if let Some(v) = ctx.ct
+        if let Some(v) = ct_view_after
             && v.has_entry()
             && let Some(c) = self.ct.conn_mut(res.conn)
         {
@@ -395,6 +390,11 @@ impl<'r> Firewall<'r> {
                         // an entry keeps it; one that was INVALID (none
                         // attached) meets conntrack again at PREROUTING,
                         // checksum check included.
+                        let mut ctx = eval_ctx(pkt, now);
+                        ctx.nfmark = nfmark;
+                        ctx.ct = ct_view_after;
+                        ctx.src_type = addr_type(topo, &pkt.src);
+                        ctx.dst_type = addr_type(topo, &pkt.dst);
                         let mut second = None;
                         if res.state == CtState::Invalid {
                             let inp2 = HookInput {
