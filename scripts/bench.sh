@@ -11,6 +11,9 @@
 #                              (`ctsim-gen bench --rate`); see below
 #   BEFORE=path/to/ctsim       also time this (older) binary, row by row
 #                              beside the current one, for before/after
+#   REPEAT=3                   runs of each command; the fastest is shown
+#                              (a shared VM's timings swing by tens of
+#                              percent between identical runs)
 # Prints one table: packets/s for each command, wall seconds, CPU seconds
 # (user + system, all threads; steadier than wall time on a shared machine)
 # and peak RSS (from /usr/bin/time -v). The CSV goes to a file in OUTDIR, as
@@ -31,6 +34,7 @@ jobs=${JOBS:-"1 $cores"}
 rate=${RATE:-5000}
 flows=${FLOWS:-5000}
 before=${BEFORE:-}
+repeat=${REPEAT:-3}
 rules=benches/stateful-20.rules
 mkdir -p "$out"
 cargo build --release --bin ctsim --bin ctsim-gen >&2
@@ -56,18 +60,36 @@ for n in $sizes; do
     fi
     cat "$cap" > /dev/null   # page cache warm for every command alike
     log="$out/time.log"
+    best="$out/best.log"
+    # timed OUTPUT COMMAND...: runs it REPEAT times, each time without the
+    # OUTPUT file (or "" for none) of the run before, and keeps the log of
+    # the fastest run in $best: CPU seconds and peak RSS are that run's.
+    timed() {
+        o=$1
+        shift
+        rm -f "$best"
+        i=0
+        while [ "$i" -lt "$repeat" ]; do
+            [ -z "$o" ] || rm -f "$o"
+            /usr/bin/time -v -o "$log" "$@" > /dev/null
+            if [ ! -s "$best" ] || [ "$(echo "$(wall "$log") < $(wall "$best")" | bc)" = 1 ]; then
+                cp "$log" "$best"
+            fi
+            i=$((i + 1))
+        done
+    }
     row() { # row NAME
-        s=$(wall "$log")
+        s=$(wall "$best")
         printf '%-10s %-28s %10s %14.0f %8s %10s\n' "$n" "$1" "$s" "$(echo "$n / $s" | bc -l)" \
-            "$(cpu "$log")" "$(rss "$log")"
+            "$(cpu "$best")" "$(rss "$best")"
     }
     for j in $jobs; do
         if [ -n "$before" ]; then
-            /usr/bin/time -v -o "$log" "$before" replay -q --jobs "$j" \
+            timed "$out/out-before.csv" "$before" replay -q --jobs "$j" \
                 --rules "$rules" -o "$out/out-before.csv" "$cap"
             row "before: replay --jobs $j"
         fi
-        /usr/bin/time -v -o "$log" target/release/ctsim replay -q --jobs "$j" \
+        timed "$out/out.csv" target/release/ctsim replay -q --jobs "$j" \
             --rules "$rules" -o "$out/out.csv" "$cap"
         row "ctsim replay --jobs $j"
         if [ -n "$before" ] && ! cmp -s "$out/out-before.csv" "$out/out.csv"; then
@@ -75,9 +97,9 @@ for n in $sizes; do
             exit 1
         fi
     done
-    /usr/bin/time -v -o "$log" "$floor" "$cap" > /dev/null
+    timed "" "$floor" "$cap"
     row "read-parse-hash floor"
-    /usr/bin/time -v -o "$log" tcpdump -r "$cap" -w /dev/null 2>/dev/null
+    timed "" sh -c 'exec tcpdump -r "$1" -w /dev/null 2>/dev/null' sh "$cap"
     row "tcpdump -r -w /dev/null"
     rm -f "$out/out.csv" "$out/out-before.csv"
 done
