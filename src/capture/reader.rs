@@ -136,6 +136,14 @@ impl CaptureReader<File> {
         Self::from_shared(Arc::new(CaptureBytes::from_vec(bytes)), name_for_errors)
     }
 
+    /// Another reader of the same capture in memory, from its start: the
+    /// bytes (a mapped file's pages) are shared, not read again. `None` for
+    /// a streamed capture, whose bytes are gone once read.
+    pub fn reopen_shared(&self) -> Option<Result<Self, CaptureError>> {
+        let bytes = self.bytes()?.clone();
+        Some(Self::from_shared(bytes, self.parser.file.clone()))
+    }
+
     fn from_shared(
         bytes: Arc<CaptureBytes>,
         name_for_errors: impl Into<String>,

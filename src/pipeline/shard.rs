@@ -610,10 +610,17 @@ pub(crate) fn replay_sharded(
             });
         }
     } else {
-        sources.push(Source::Own(Box::new(reader.take().expect("not taken yet"))));
+        let first = reader.take().expect("not taken yet");
         for _ in 1..jobs {
-            sources.push(Source::Own(Box::new(super::open(capture, input)?)));
+            // A mapped file is mapped once and its pages faulted in once;
+            // a file read with read() is opened again by every worker.
+            let other = match first.reopen_shared() {
+                Some(r) => r?,
+                None => super::open(capture, input)?,
+            };
+            sources.push(Source::Own(Box::new(other)));
         }
+        sources.insert(0, Source::Own(Box::new(first)));
     }
     drop(pool_tx);
     let (spent_txs, spent_rxs): (Vec<_>, Vec<_>) = (0..jobs).map(|_| channel::<Chunk>()).unzip();
