@@ -103,6 +103,9 @@ pub(super) struct Parser {
     /// next call, which consumes it.
     pending: usize,
     finished: bool,
+    /// Tests turn the short path off to compare it with the general one.
+    #[cfg(test)]
+    pub(super) short_path: bool,
 }
 
 impl Parser {
@@ -186,6 +189,8 @@ impl Parser {
             last_ts: Timestamp(0),
             pending: 0,
             finished: false,
+            #[cfg(test)]
+            short_path: true,
         })
     }
 
@@ -252,6 +257,8 @@ impl Parser {
             last_ts: Timestamp(0),
             pending: 0,
             finished: false,
+            #[cfg(test)]
+            short_path: true,
         })
     }
 
@@ -276,6 +283,13 @@ impl Parser {
         }
         if self.finished {
             return Ok(None);
+        }
+        #[cfg(test)]
+        let short = self.short_path;
+        #[cfg(not(test))]
+        let short = true;
+        if short && let Some(meta) = self.next_pcap_whole(w) {
+            return Ok(Some(meta));
         }
         loop {
             let head = match self.ensure_record(w) {
@@ -307,6 +321,55 @@ impl Parser {
                 }
             }
         }
+    }
+
+    /// The short path for the common case: a pcap record that lies whole in
+    /// the window with a caplen within [`MAX_RECORD`]. It gives exactly what
+    /// [`Parser::ensure_record`] and [`Parser::parse_record`] give for such
+    /// a record (both succeed without a look at anything else); `None`
+    /// leaves everything as it was, for them to handle whatever the record
+    /// is (pcapng, cut short, an absurd caplen, the end of the capture).
+    #[inline(always)]
+    fn next_pcap_whole(&mut self, w: &impl Window) -> Option<FrameMeta> {
+        let Format::Pcap {
+            big_endian,
+            nanos,
+            header_len,
+        } = self.format
+        else {
+            return None;
+        };
+        let d = w.data();
+        let h: &[u8; 16] = d.get(..16)?.try_into().ok()?;
+        let field = |i: usize| {
+            let v = u32::from_le_bytes([h[i], h[i + 1], h[i + 2], h[i + 3]]);
+            if big_endian { v.swap_bytes() } else { v }
+        };
+        let caplen = field(8) as usize;
+        let len = header_len + caplen;
+        // `len <= d.len()` also covers the 24-byte modified header.
+        if caplen > MAX_RECORD || len > d.len() {
+            return None;
+        }
+        w.next_record_at(len);
+        self.packets += 1;
+        let sub = if nanos {
+            u64::from(field(4))
+        } else {
+            u64::from(field(4)) * 1000
+        };
+        let ts = Timestamp(u64::from(field(0)) * 1_000_000_000 + sub);
+        self.pending = len;
+        self.last_ts = ts;
+        Some(FrameMeta {
+            index: self.packets,
+            ts,
+            linktype: self.interfaces[0].linktype,
+            orig_len: field(12),
+            interface: 0,
+            data_start: header_len,
+            caplen,
+        })
     }
 
     fn record_ref(&self, head: &RecordHead) -> RecordRef {

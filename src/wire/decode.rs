@@ -2,8 +2,10 @@
 //! path makes before netfilter, the IPv6 extension-header walk conntrack
 //! does, and the L4 header views.
 //!
-//! The fixed IPv4/IPv6 headers are read through etherparse's header slices.
-//! The rest is written out here because the kernel's rules differ from
+//! The fixed IPv4/IPv6 headers are read in place at their fixed offsets,
+//! after the length, version and IHL checks etherparse's header slices would
+//! make (they run for every packet; the slices added nothing but cost). The
+//! rest is written out here because the kernel's rules differ from
 //! etherparse's where it matters to a firewall: lengths are judged against
 //! what the frame carried *on the wire* (a capture cut by the snap length is
 //! not a malformed packet), the IPv6 walk stops exactly where
@@ -16,7 +18,6 @@
 use super::error::{DecodeError, IpHeaderProblem, NotIp};
 use super::{Family, Fragment, Icmp, L4, Packet, PktType, Tcp, TcpOptions, Udp, checksum, ipproto};
 use crate::capture::Frame;
-use etherparse::{Ipv4HeaderSlice, Ipv6HeaderSlice};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 /// Link-layer facts that travel with an IP datagram: what [`decode_ip`]
@@ -162,9 +163,15 @@ fn ipv4<'a>(ip: &'a [u8], on_wire: usize, link: LinkInfo) -> Result<Packet<'a>, 
     if ip.len() < hlen {
         return Err(short(hlen));
     }
-    let hdr = Ipv4HeaderSlice::from_slice(ip).map_err(|_| short(hlen))?;
-    let ipv4_csum_ok = checksum::fold(checksum::sum(0, hdr.slice())) == 0xffff;
-    let total = hdr.total_len();
+    // The header is read in place: the checks above are all an
+    // `Ipv4HeaderSlice` would make (the version was checked by the caller).
+    let h: &[u8; 20] = ip.first_chunk().expect("checked: 20 bytes or more");
+    let ipv4_csum_ok = if hlen == 20 {
+        checksum::verifies_20(h)
+    } else {
+        checksum::verifies(0, &ip[..hlen])
+    };
+    let total = u16::from_be_bytes([h[2], h[3]]);
     if (total as usize) < hlen {
         return Err(bad4(IpHeaderProblem::TotalLengthBelowHeader {
             total,
@@ -179,16 +186,16 @@ fn ipv4<'a>(ip: &'a [u8], on_wire: usize, link: LinkInfo) -> Result<Packet<'a>, 
     }
     let captured = ip.len().min(total as usize);
     let data = &ip[..captured];
-    let src = hdr.source_addr();
-    let dst = hdr.destination_addr();
-    let frag_offset = hdr.fragments_offset().value() as u32 * 8;
-    let more = hdr.more_fragments();
+    let src = Ipv4Addr::new(h[12], h[13], h[14], h[15]);
+    let dst = Ipv4Addr::new(h[16], h[17], h[18], h[19]);
+    let frag_offset = u32::from(u16::from_be_bytes([h[6] & 0x1f, h[7]])) * 8;
+    let more = h[6] & 0x20 != 0;
     let frag = (more || frag_offset != 0).then_some(Fragment {
-        id: hdr.identification() as u32,
+        id: u32::from(u16::from_be_bytes([h[4], h[5]])),
         offset: frag_offset,
         more,
     });
-    let proto = hdr.protocol().0;
+    let proto = h[9];
     let l4 = if frag_offset != 0 {
         L4::Other
     } else {
@@ -199,8 +206,8 @@ fn ipv4<'a>(ip: &'a [u8], on_wire: usize, link: LinkInfo) -> Result<Packet<'a>, 
         src: IpAddr::V4(src),
         dst: IpAddr::V4(dst),
         proto,
-        ttl: hdr.ttl(),
-        tos: ip[1],
+        ttl: h[8],
+        tos: h[1],
         ip_len: total as u32,
         l4_offset: hlen as u32,
         frag,
@@ -259,13 +266,11 @@ fn ipv6<'a>(ip: &'a [u8], on_wire: usize, link: LinkInfo) -> Result<Packet<'a>, 
             }
         });
     }
-    let hdr = Ipv6HeaderSlice::from_slice(ip).map_err(|_| DecodeError::Truncated {
-        layer: "IPv6 header",
-        needed: 40,
-        have: ip.len(),
-    })?;
-    let payload = hdr.payload_length() as usize;
-    let next = hdr.next_header().0;
+    // Read in place: the length check above and the caller's version check
+    // are all an `Ipv6HeaderSlice` would make.
+    let h: &[u8; 40] = ip.first_chunk().expect("checked: 40 bytes or more");
+    let payload = usize::from(u16::from_be_bytes([h[4], h[5]]));
+    let next = h[6];
     // A zero payload length with a hop-by-hop header announces a jumbogram
     // (RFC 2675): the frame is the datagram.
     let ip_len = if payload == 0 && next == NEXTHDR_HOP {
@@ -279,8 +284,12 @@ fn ipv6<'a>(ip: &'a [u8], on_wire: usize, link: LinkInfo) -> Result<Packet<'a>, 
             on_wire: on_wire as u32,
         }));
     }
-    let src = hdr.source_addr();
-    let dst = hdr.destination_addr();
+    let addr = |at: usize| {
+        let a: [u8; 16] = h[at..at + 16].try_into().expect("16 bytes");
+        Ipv6Addr::from(a)
+    };
+    let src = addr(8);
+    let dst = addr(24);
     if src.is_multicast() {
         return Err(bad6(IpHeaderProblem::MulticastSource));
     }
@@ -309,8 +318,8 @@ fn ipv6<'a>(ip: &'a [u8], on_wire: usize, link: LinkInfo) -> Result<Packet<'a>, 
         src: IpAddr::V6(src),
         dst: IpAddr::V6(dst),
         proto: walk.proto,
-        ttl: hdr.hop_limit(),
-        tos: hdr.traffic_class(),
+        ttl: h[7],
+        tos: (h[0] << 4) | (h[1] >> 4),
         ip_len: ip_len.min(u32::MAX as usize) as u32,
         l4_offset: walk.offset as u32,
         frag: walk.frag,
@@ -546,7 +555,40 @@ const TCPOPT_TIMESTAMP: u8 = 8;
 /// or past the end stops the scan, unknown kinds are skipped. An option is
 /// only taken when its length is the one its kind requires. Only the first
 /// well-formed SACK option counts (`tcp_sack` returns after it).
+#[inline]
 pub(crate) fn tcp_options(opts: &[u8], ack: u32) -> TcpOptions {
+    let be32 = |b: &[u8]| u32::from_be_bytes([b[0], b[1], b[2], b[3]]);
+    // The layouts nearly every segment carries, recognised in one go; the
+    // scan below gives the same for them.
+    match opts.len() {
+        0 => return TcpOptions::default(),
+        // NOP, NOP, timestamp: established Linux and BSD traffic.
+        12 if opts[..4] == [TCPOPT_NOP, TCPOPT_NOP, TCPOPT_TIMESTAMP, 10] => {
+            return TcpOptions {
+                timestamp: Some((be32(&opts[4..]), be32(&opts[8..]))),
+                ..TcpOptions::default()
+            };
+        }
+        // MSS, SACK permitted, timestamp, NOP, window scale: a Linux SYN.
+        20 if opts[..2] == [TCPOPT_MSS, 4]
+            && opts[4..8] == [TCPOPT_SACK_PERM, 2, TCPOPT_TIMESTAMP, 10]
+            && opts[16..19] == [TCPOPT_NOP, TCPOPT_WINDOW, 3] =>
+        {
+            return TcpOptions {
+                mss: Some(u16::from_be_bytes([opts[2], opts[3]])),
+                wscale: Some(opts[19]),
+                sack_perm: true,
+                sack_max: None,
+                timestamp: Some((be32(&opts[8..]), be32(&opts[12..]))),
+            };
+        }
+        _ => {}
+    }
+    tcp_options_scan(opts, ack)
+}
+
+/// The general option scan behind [`tcp_options`].
+fn tcp_options_scan(opts: &[u8], ack: u32) -> TcpOptions {
     let mut out = TcpOptions::default();
     let mut i = 0;
     while i < opts.len() {

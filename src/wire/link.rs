@@ -1,15 +1,17 @@
 //! Link layers: find where the IP header starts, which family the link says
 //! it is, and the facts `-m mac` / `-m pkttype` use.
 //!
-//! Ethernet and its VLAN tags are read with etherparse's header slices. Linux
-//! cooked capture (SLL, SLL2) and BSD loopback are read by hand: etherparse
-//! has no SLL2, and its SLL slice refuses packet and protocol types it does
-//! not know, which a capture may legitimately hold.
+//! VLAN tags are read with etherparse's header slices. The Ethernet header
+//! is read in place at its fixed offsets (it runs for nearly every frame,
+//! and a slice type buys nothing for 14 bytes). Linux cooked capture (SLL,
+//! SLL2) and BSD loopback are read by hand too: etherparse has no SLL2, and
+//! its SLL slice refuses packet and protocol types it does not know, which
+//! a capture may legitimately hold.
 
 use super::error::{DecodeError, NotIp};
 use super::{Family, PktType};
 use crate::capture::Linktype;
-use etherparse::{Ethernet2HeaderSlice, SingleVlanHeaderSlice};
+use etherparse::SingleVlanHeaderSlice;
 
 const ETH_P_IP: u16 = 0x0800;
 const ETH_P_IPV6: u16 = 0x86dd;
@@ -33,6 +35,7 @@ pub(crate) struct Link {
     pub pkttype: Option<PktType>,
 }
 
+#[inline]
 pub(crate) fn parse(linktype: Linktype, data: &[u8]) -> Result<Link, DecodeError> {
     match linktype {
         Linktype::ETHERNET => ethernet(data),
@@ -74,16 +77,34 @@ fn pkttype_from_mac(dst: [u8; 6]) -> PktType {
     }
 }
 
+#[inline]
 fn ethernet(data: &[u8]) -> Result<Link, DecodeError> {
-    let eth = Ethernet2HeaderSlice::from_slice(data).map_err(|_| DecodeError::LinkTruncated {
-        layer: "Ethernet",
-        needed: 14,
-        have: data.len(),
-    })?;
-    let src_mac = Some(eth.source());
-    let pkttype = Some(pkttype_from_mac(eth.destination()));
-    let (offset, ethertype) = skip_vlan_tags(data, 14, eth.ether_type().0)?;
-    ip_by_ethertype(ethertype, offset, src_mac, pkttype)
+    let Some(h) = data.first_chunk::<14>() else {
+        return Err(DecodeError::LinkTruncated {
+            layer: "Ethernet",
+            needed: 14,
+            have: data.len(),
+        });
+    };
+    let src_mac = Some([h[6], h[7], h[8], h[9], h[10], h[11]]);
+    let pkttype = Some(pkttype_from_mac([h[0], h[1], h[2], h[3], h[4], h[5]]));
+    let ethertype = u16::from_be_bytes([h[12], h[13]]);
+    // Untagged IP, the common case, needs neither the tag walk nor the
+    // classification of other types.
+    let family = match ethertype {
+        ETH_P_IP => Family::Ipv4,
+        ETH_P_IPV6 => Family::Ipv6,
+        _ => {
+            let (offset, ethertype) = skip_vlan_tags(data, 14, ethertype)?;
+            return ip_by_ethertype(ethertype, offset, src_mac, pkttype);
+        }
+    };
+    Ok(Link {
+        offset: 14,
+        family: Some(family),
+        src_mac,
+        pkttype,
+    })
 }
 
 /// Follows 802.1Q, 802.1ad and the old QinQ tag types; the simulated host is

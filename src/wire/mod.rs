@@ -2,9 +2,10 @@
 //!
 //! Turns a [`Frame`](crate::capture::Frame)'s link-layer bytes into a [`Packet`]:
 //! the IP header fields netfilter looks at, and a view of the L4 header. Nothing
-//! here allocates or copies packet bytes; everything borrows the frame. Parsing
-//! uses `etherparse` for the fixed headers (see [`decode`](decode()) for where
-//! and why the rest is read by hand). This layer knows nothing of conntrack or
+//! here allocates or copies packet bytes; everything borrows the frame. Headers
+//! are read in place at their fixed offsets (see [`decode`](decode()) for why
+//! the variable parts follow the kernel rather than `etherparse`, which is
+//! left with VLAN tags and the ICMP quotes). This layer knows nothing of conntrack or
 //! rules; it only says what is in the bytes, including what is missing
 //! (truncation by the snap length, headers too short to parse).
 //!
@@ -281,7 +282,7 @@ impl<'a> Packet<'a> {
         }
         let l4 = self.l4_bytes();
         let pseudo = |proto| checksum::pseudo_header(self.src, self.dst, proto, l4.len() as u32);
-        let ok = |start| checksum::fold(checksum::sum(start, l4)) == 0xffff;
+        let ok = |start| checksum::verifies(start, l4);
         match self.l4 {
             L4::Tcp(_) => Some(ok(pseudo(ipproto::TCP))),
             L4::Udp(u) if u.checksum == 0 && self.family == Family::Ipv4 => Some(true),
