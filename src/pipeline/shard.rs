@@ -440,11 +440,15 @@ enum Msg {
     Done(Box<ShardTotals>),
 }
 
+/// Batches whose rows a worker that reads the capture itself sends in one
+/// message.
+const OWN_GROUP: usize = 8;
+
 /// Chunks of one worker's rows that may wait in the merger, unwritten:
 /// workers that read the capture themselves are not held together by
 /// anything else, and one that runs ahead must not fill memory with rows
 /// that wait for a slower one.
-const CHUNKS_AHEAD: usize = 16;
+const CHUNKS_AHEAD: usize = 4;
 
 /// Rows of one shard from one batch.
 struct Chunk {
@@ -912,6 +916,34 @@ fn worker(
             },
         }
     };
+    // Rows and events of the batches since the last message: a message per
+    // `group` batches keeps hand-offs (and wake-ups of the merger) rare.
+    // Every worker sees the same batches, so the k-th message of each
+    // covers the same ones, which is how the merger groups events.
+    let group = match source {
+        Source::Own(_) => OWN_GROUP,
+        Source::Shared { .. } => 1,
+    };
+    let mut pending: Option<(Chunk, usize)> = None;
+    let mut events = Vec::new();
+    let mut upto = 0;
+    let send = |pending: &mut Option<(Chunk, usize)>,
+                events: &mut Vec<Tagged>,
+                out_chunks: &mut usize,
+                upto: u64| {
+        let Some((chunk, _)) = pending.take() else {
+            return true;
+        };
+        *out_chunks += usize::from(!chunk.marks.is_empty());
+        let msg = Msg::Out {
+            shard: id,
+            chunk,
+            events: std::mem::take(events),
+            counted: true,
+            upto,
+        };
+        out.send(msg).is_ok()
+    };
     let mut more = true;
     while more {
         // The batch: read here, or received from the reader thread.
@@ -939,28 +971,31 @@ fn worker(
         let Some(last) = batch.slots.last().map(|s| s.index) else {
             break;
         };
-        let mut chunk = new_chunk(&mut out_chunks, batch.slots.len() / jobs + 16);
-        let mut events = Vec::new();
+        let chunk = match &mut pending {
+            Some((c, _)) => c,
+            None => {
+                let c = new_chunk(&mut out_chunks, group * batch.slots.len() / jobs + 16);
+                &mut pending.insert((c, 0)).0
+            }
+        };
         run.batch(batch, &mut events, &mut |row| {
-            add_row(fmt, &mut tally, &mut chunk, row)
+            add_row(fmt, &mut tally, chunk, row)
         });
         if let Source::Shared { pool, .. } = &source
             && let Some(b) = shared.and_then(Arc::into_inner)
         {
             let _ = pool.send(b);
         }
-        let upto = run.upto(last);
-        out_chunks += usize::from(!chunk.marks.is_empty());
-        let msg = Msg::Out {
-            shard: id,
-            chunk,
-            events,
-            counted: true,
-            upto,
-        };
-        if out.send(msg).is_err() {
-            return;
+        upto = run.upto(last);
+        if let Some((_, n)) = &mut pending {
+            *n += 1;
+            if *n == group && !send(&mut pending, &mut events, &mut out_chunks, upto) {
+                return;
+            }
         }
+    }
+    if !send(&mut pending, &mut events, &mut out_chunks, upto) {
+        return;
     }
     let mut chunk = new_chunk(&mut out_chunks, 16);
     run.finish(&mut |row| add_row(fmt, &mut tally, &mut chunk, row));
