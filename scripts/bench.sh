@@ -12,6 +12,9 @@
 #   BEFORE=path/to/ctsim       also time this (older) binary, row by row
 #                              beside the current one, for before/after
 #   REPEAT=3                   runs of each command; the fastest is shown
+#   CSVDIR=$OUTDIR             where the CSV output goes; a tmpfs such as
+#                              /dev/shm keeps the disk's writeback of the
+#                              run before out of the timings
 #                              (a shared VM's timings swing by tens of
 #                              percent between identical runs)
 # Prints one table: packets/s for each command, wall seconds, CPU seconds
@@ -35,6 +38,7 @@ rate=${RATE:-5000}
 flows=${FLOWS:-5000}
 before=${BEFORE:-}
 repeat=${REPEAT:-3}
+csvdir=${CSVDIR:-$out}
 rules=benches/stateful-20.rules
 mkdir -p "$out"
 cargo build --release --bin ctsim --bin ctsim-gen >&2
@@ -85,14 +89,14 @@ for n in $sizes; do
     }
     for j in $jobs; do
         if [ -n "$before" ]; then
-            timed "$out/out-before.csv" "$before" replay -q --jobs "$j" \
-                --rules "$rules" -o "$out/out-before.csv" "$cap"
+            timed "$csvdir/out-before.csv" "$before" replay -q --jobs "$j" \
+                --rules "$rules" -o "$csvdir/out-before.csv" "$cap"
             row "before: replay --jobs $j"
         fi
-        timed "$out/out.csv" target/release/ctsim replay -q --jobs "$j" \
-            --rules "$rules" -o "$out/out.csv" "$cap"
+        timed "$csvdir/out.csv" target/release/ctsim replay -q --jobs "$j" \
+            --rules "$rules" -o "$csvdir/out.csv" "$cap"
         row "ctsim replay --jobs $j"
-        if [ -n "$before" ] && ! cmp -s "$out/out-before.csv" "$out/out.csv"; then
+        if [ -n "$before" ] && ! cmp -s "$csvdir/out-before.csv" "$csvdir/out.csv"; then
             echo "OUTPUT DIFFERS from $before at $n packets, --jobs $j" >&2
             exit 1
         fi
@@ -101,5 +105,5 @@ for n in $sizes; do
     row "read-parse-hash floor"
     timed "" sh -c 'exec tcpdump -r "$1" -w /dev/null 2>/dev/null' sh "$cap"
     row "tcpdump -r -w /dev/null"
-    rm -f "$out/out.csv" "$out/out-before.csv"
+    rm -f "$csvdir/out.csv" "$csvdir/out-before.csv"
 done
