@@ -135,7 +135,14 @@ fn addr_bits(a: IpAddr) -> u128 {
 }
 
 /// Order-independent, platform-independent mix of two addresses.
+#[inline]
 fn pair_hash(a: IpAddr, b: IpAddr) -> u64 {
+    // Every worker keys every frame: the common IPv4 pair gets one round.
+    if let (IpAddr::V4(a), IpAddr::V4(b)) = (a, b) {
+        let (x, y) = (u32::from(a), u32::from(b));
+        let (lo, hi) = if x <= y { (x, y) } else { (y, x) };
+        return mix((u64::from(lo) << 32) | u64::from(hi));
+    }
     let (x, y) = (addr_bits(a), addr_bits(b));
     let (lo, hi) = if x <= y { (x, y) } else { (y, x) };
     let mut h = 0x9e37_79b9_7f4a_7c15u64;
