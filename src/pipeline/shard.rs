@@ -1161,7 +1161,11 @@ fn write_ready(
         // Shard s's rows below `bound`, chunk by chunk.
         while let Some(c) = queues[s].front_mut() {
             let from = c.next;
-            let n = c.marks[from..].partition_point(|&(i, _)| i < bound);
+            // Runs are short when shards interleave: a scan beats a search.
+            let n = c.marks[from..]
+                .iter()
+                .position(|&(i, _)| i >= bound)
+                .unwrap_or(c.marks.len() - from);
             if n == 0 {
                 break;
             }
