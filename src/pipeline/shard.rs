@@ -605,8 +605,9 @@ pub(crate) fn replay_sharded(
     let in_flight = 2 * jobs + 2;
     let (merge_tx, merge_rx) = sync_channel::<Msg>(4 * jobs + 4);
     let fmt = sink.formatter();
-    // Every worker opens the file for itself; a failure to open it again
-    // (it was just opened) is reported like any capture error.
+    // A file: every worker reads it for itself (a failure to open it again,
+    // just after it was opened, is reported like any capture error). A
+    // stream: the reader thread reads it for all.
     let mut sources = Vec::with_capacity(jobs);
     let mut work_txs = Vec::new();
     let (pool_tx, pool_rx) = sync_channel::<Batch>(in_flight);
