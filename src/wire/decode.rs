@@ -38,8 +38,8 @@ pub struct LinkInfo {
 ///
 /// Untagged Ethernet carrying IPv4 without options or fragmentation, or
 /// IPv6 straight to its transport, with a well-formed TCP, UDP or
-/// ICMP/ICMPv6 header: nearly every frame. Those are read by [`ethernet_ipv4`]
-/// and [`ethernet_ipv6`], which build the packet in the caller's slot in one
+/// ICMP/ICMPv6 header: nearly every frame. Those are read by `ethernet_ipv4`
+/// and `ethernet_ipv6`, which build the packet in the caller's slot in one
 /// pass (the general path's layers return it by value, a copy each); any
 /// other shape, including every error, takes the general path.
 #[inline]
