@@ -5,14 +5,17 @@
 //! result:
 //!
 //! * AVX2, where the CPU has it (checked once per process by std's cached
-//!   feature detection), for buffers of [`SIMD_MIN`] bytes or more: 128 bytes
-//!   per step in four independent vector accumulators.
+//!   feature detection), for buffers of [`SIMD_MIN`] bytes or more: 256
+//!   bytes per step in four independent vector accumulators; the tail is
+//!   the buffer's last 32 bytes loaded again and masked, so one call does
+//!   the whole buffer with no scalar loop.
 //! * Portable: 64-bit words into 128-bit accumulators, sixteen bytes per
-//!   step; also the tail of the AVX2 path.
+//!   step.
 //!
 //! Folding is written out here (a few shifts and adds) rather than taken
 //! from etherparse, because it runs for every packet; the tests check it
-//! against etherparse's.
+//! against etherparse's. A verification needs no fold at all: see
+//! `folds_to_ffff`.
 
 use std::net::IpAddr;
 
@@ -30,9 +33,9 @@ const SIMD_MIN: usize = 128;
 pub(crate) fn sum(start: u64, bytes: &[u8]) -> u64 {
     #[cfg(target_arch = "x86_64")]
     if bytes.len() >= SIMD_MIN && std::is_x86_feature_detected!("avx2") {
-        // SAFETY: AVX2 is present, checked just above.
-        let (vec, done) = unsafe { avx2::sum_blocks(bytes) };
-        return sum_scalar(add_carry(start, vec), &bytes[done..]);
+        // SAFETY: AVX2 is present, checked just above; the buffer holds at
+        // least 32 bytes (SIMD_MIN is above that).
+        return unsafe { avx2::sum(start, bytes) };
     }
     sum_scalar(start, bytes)
 }
@@ -84,70 +87,160 @@ pub(crate) fn sum_scalar(start: u64, bytes: &[u8]) -> u64 {
 
 #[cfg(target_arch = "x86_64")]
 mod avx2 {
+    use super::add_carry;
     use std::arch::x86_64::*;
 
-    /// Bytes summed between two reductions: 4096 steps of 128 bytes. Each
-    /// step adds at most 2^16 in magnitude to a 32-bit lane of each of the
-    /// four accumulators, which are added before widening: 2^30 in all,
-    /// which cannot overflow.
-    const ROUND: usize = 4096 * 128;
+    /// Bytes summed between two widenings of the 32-bit lanes: 2048 steps
+    /// of 256 bytes. Each step adds two vectors, at most 2^16 in magnitude
+    /// each, to a lane of each of the four accumulators, which are added
+    /// before widening; with the tail vector, 2^30 + 2^16 in all, which
+    /// cannot overflow.
+    const ROUND: usize = 2048 * 256;
 
-    /// The exact sum of the native 16-bit words of the longest prefix of
-    /// `bytes` that is a multiple of 32 bytes, and that prefix's length.
+    /// Where the tail mask is loaded from: `MASK[rem..rem + 32]` keeps the
+    /// last `rem` bytes of a vector and zeroes the others.
+    static MASK: [u8; 64] = {
+        let mut m = [0u8; 64];
+        let mut i = 32;
+        while i < 64 {
+            m[i] = 0xff;
+            i += 1;
+        }
+        m
+    };
+
+    /// The whole of [`super::sum`] for buffers of 32 bytes or more: vector
+    /// steps, the tail, the reduction and the start value in one call.
     ///
     /// `vpmaddwd` adds pairs of *signed* words; flipping each word's top bit
     /// first turns an unsigned word `u` into the signed `u - 32768`, so the
     /// lanes hold the sum less 32768 per word, added back at the end.
     ///
+    /// The tail (what is left after the last whole 32 bytes) is the last
+    /// 32 bytes of the buffer, loaded again, with the bytes already summed
+    /// masked to zero. When the buffer's length is odd that load starts at
+    /// an odd offset and pairs every byte with the wrong neighbour; swapping
+    /// the two bytes of each word puts each byte back in the half of a
+    /// native word its offset calls for (even offsets low), which is all the
+    /// sum depends on.
+    ///
     /// # Safety
-    /// The CPU must support AVX2.
+    /// The CPU must support AVX2, and `bytes` must hold at least 32 bytes.
     #[target_feature(enable = "avx2")]
-    pub(super) unsafe fn sum_blocks(bytes: &[u8]) -> (u64, usize) {
+    pub(super) unsafe fn sum(start: u64, bytes: &[u8]) -> u64 {
+        debug_assert!(bytes.len() >= 32);
         let flip = _mm256_set1_epi16(i16::MIN);
         let ones = _mm256_set1_epi16(1);
-        let done = bytes.len() / 32 * 32;
-        // Signed: the biased lanes may sum to below zero.
-        let mut total: i64 = 0;
-        for round in bytes[..done].chunks(ROUND) {
-            // A macro, not a closure, so that the intrinsics stay inside
-            // this AVX2 function.
-            macro_rules! lane {
-                ($b:expr) => {{
-                    let b: &[u8] = $b;
-                    debug_assert!(b.len() >= 32);
-                    // SAFETY: `b` holds at least 32 bytes (every use passes
-                    // a 32-byte piece of a chunk); loadu needs no alignment.
-                    let v = unsafe { _mm256_loadu_si256(b.as_ptr().cast()) };
-                    _mm256_madd_epi16(_mm256_xor_si256(v, flip), ones)
-                }};
+        let len = bytes.len();
+        let full = len / 32 * 32;
+        let rem = len - full;
+        let first = if rem == 0 {
+            _mm256_setzero_si256()
+        } else {
+            let last: &[u8; 32] = bytes[len - 32..].try_into().expect("32 bytes");
+            // SAFETY: `last` holds 32 bytes; `MASK[rem..rem + 32]` lies in
+            // MASK since `rem < 32`.
+            let (v, m) = unsafe {
+                (
+                    _mm256_loadu_si256(last.as_ptr().cast()),
+                    _mm256_loadu_si256(MASK.as_ptr().add(rem).cast()),
+                )
+            };
+            let mut v = _mm256_and_si256(v, m);
+            if len % 2 == 1 {
+                let swap = _mm256_setr_epi8(
+                    1, 0, 3, 2, 5, 4, 7, 6, 9, 8, 11, 10, 13, 12, 15, 14, 1, 0, 3, 2, 5, 4, 7, 6,
+                    9, 8, 11, 10, 13, 12, 15, 14,
+                );
+                v = _mm256_shuffle_epi8(v, swap);
             }
-            let zero = _mm256_setzero_si256();
-            let (mut a0, mut a1, mut a2, mut a3) = (zero, zero, zero, zero);
-            let mut steps = round.chunks_exact(128);
-            for c in &mut steps {
-                a0 = _mm256_add_epi32(a0, lane!(&c[..32]));
-                a1 = _mm256_add_epi32(a1, lane!(&c[32..64]));
-                a2 = _mm256_add_epi32(a2, lane!(&c[64..96]));
-                a3 = _mm256_add_epi32(a3, lane!(&c[96..]));
-            }
-            // What is left is a multiple of 32 bytes, below 128.
-            for c in steps.remainder().chunks_exact(32) {
-                a1 = _mm256_add_epi32(a1, lane!(c));
-            }
-            let acc = _mm256_add_epi32(_mm256_add_epi32(a0, a1), _mm256_add_epi32(a2, a3));
-            let wide = _mm256_add_epi64(
-                _mm256_cvtepi32_epi64(_mm256_castsi256_si128(acc)),
-                _mm256_cvtepi32_epi64(_mm256_extracti128_si256::<1>(acc)),
-            );
-            let half = _mm_add_epi64(
-                _mm256_castsi256_si128(wide),
-                _mm256_extracti128_si256::<1>(wide),
-            );
-            total += _mm_cvtsi128_si64(half) + _mm_extract_epi64::<1>(half);
+            _mm256_madd_epi16(_mm256_xor_si256(v, flip), ones)
+        };
+        // The first round takes the tail; there is one (`full >= 32`), and
+        // the only one for any packet.
+        let mut rounds = bytes[..full].chunks(ROUND);
+        let one = rounds.next().expect("32 bytes or more");
+        // SAFETY: AVX2 is present (this function's own requirement).
+        let mut wide = unsafe { widen(round(first, one)) };
+        for r in rounds {
+            // SAFETY: as above.
+            wide = _mm256_add_epi64(wide, unsafe { widen(round(_mm256_setzero_si256(), r)) });
         }
-        // 16 words per 32 bytes, each biased by -32768.
-        let unbiased = total + (done as i64 / 32) * 16 * 32768;
-        (unbiased as u64, done)
+        let half = _mm_add_epi64(
+            _mm256_castsi256_si128(wide),
+            _mm256_extracti128_si256::<1>(wide),
+        );
+        // Signed: the biased lanes may sum to below zero.
+        let total = _mm_cvtsi128_si64(half) + _mm_extract_epi64::<1>(half);
+        // 16 words per vector (the tail's included), each biased by -32768.
+        let vectors = len.div_ceil(32) as i64;
+        add_carry(start, (total + vectors * 16 * 32768) as u64)
+    }
+
+    /// The biased 32-bit lane sums of `body` (a multiple of 32 bytes, at
+    /// most [`ROUND`]), plus `acc`.
+    ///
+    /// # Safety
+    /// The CPU must support AVX2.
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    unsafe fn round(acc: __m256i, body: &[u8]) -> __m256i {
+        let flip = _mm256_set1_epi16(i16::MIN);
+        let ones = _mm256_set1_epi16(1);
+        // A macro, not a closure, so that the intrinsics stay inside this
+        // AVX2 function.
+        macro_rules! lane {
+            ($s:expr, $at:expr) => {{
+                let b: &[u8] = &$s[$at..$at + 32];
+                // SAFETY: `b` holds 32 bytes; loadu needs no alignment.
+                let v = unsafe { _mm256_loadu_si256(b.as_ptr().cast()) };
+                _mm256_madd_epi16(_mm256_xor_si256(v, flip), ones)
+            }};
+        }
+        let zero = _mm256_setzero_si256();
+        let (mut a0, mut a1, mut a2, mut a3) = (acc, zero, zero, zero);
+        let mut steps = body.chunks_exact(256);
+        for c in &mut steps {
+            a0 = _mm256_add_epi32(a0, lane!(c, 0));
+            a1 = _mm256_add_epi32(a1, lane!(c, 32));
+            a2 = _mm256_add_epi32(a2, lane!(c, 64));
+            a3 = _mm256_add_epi32(a3, lane!(c, 96));
+            a0 = _mm256_add_epi32(a0, lane!(c, 128));
+            a1 = _mm256_add_epi32(a1, lane!(c, 160));
+            a2 = _mm256_add_epi32(a2, lane!(c, 192));
+            a3 = _mm256_add_epi32(a3, lane!(c, 224));
+        }
+        // Below 256 bytes left, a multiple of 32.
+        let mut r = steps.remainder();
+        if r.len() >= 128 {
+            a0 = _mm256_add_epi32(a0, lane!(r, 0));
+            a1 = _mm256_add_epi32(a1, lane!(r, 32));
+            a2 = _mm256_add_epi32(a2, lane!(r, 64));
+            a3 = _mm256_add_epi32(a3, lane!(r, 96));
+            r = &r[128..];
+        }
+        if r.len() >= 64 {
+            a0 = _mm256_add_epi32(a0, lane!(r, 0));
+            a1 = _mm256_add_epi32(a1, lane!(r, 32));
+            r = &r[64..];
+        }
+        if r.len() >= 32 {
+            a2 = _mm256_add_epi32(a2, lane!(r, 0));
+        }
+        _mm256_add_epi32(_mm256_add_epi32(a0, a1), _mm256_add_epi32(a2, a3))
+    }
+
+    /// Eight signed 32-bit lanes summed pairwise into four 64-bit ones.
+    ///
+    /// # Safety
+    /// The CPU must support AVX2.
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    unsafe fn widen(acc: __m256i) -> __m256i {
+        _mm256_add_epi64(
+            _mm256_cvtepi32_epi64(_mm256_castsi256_si128(acc)),
+            _mm256_cvtepi32_epi64(_mm256_extracti128_si256::<1>(acc)),
+        )
     }
 }
 
@@ -172,7 +265,16 @@ pub(crate) fn fold(sum: u64) -> u16 {
 /// checks out: their folded sum is 0xffff (the same in either byte order).
 #[inline]
 pub(crate) fn verifies(start: u64, bytes: &[u8]) -> bool {
-    fold_native(sum(start, bytes)) == 0xffff
+    folds_to_ffff(sum(start, bytes))
+}
+
+/// `fold_native(s) == 0xffff`, without the fold: folding keeps the value
+/// modulo 0xffff and gives 0 only for 0, so the fold is 0xffff exactly
+/// when `s` is a non-zero multiple of 0xffff (a multiply by a constant,
+/// where the fold is a chain of shifts and adds).
+#[inline(always)]
+fn folds_to_ffff(s: u64) -> bool {
+    s != 0 && s.is_multiple_of(0xffff)
 }
 
 /// [`verifies`] for a 20-byte header (an IPv4 header without options):
@@ -180,12 +282,12 @@ pub(crate) fn verifies(start: u64, bytes: &[u8]) -> bool {
 #[inline]
 pub(crate) fn verifies_20(h: &[u8; 20]) -> bool {
     let w = |i: usize| u64::from(u32::from_ne_bytes([h[i], h[i + 1], h[i + 2], h[i + 3]]));
-    fold_native(w(0) + w(4) + w(8) + w(12) + w(16)) == 0xffff
+    folds_to_ffff(w(0) + w(4) + w(8) + w(12) + w(16))
 }
 
 /// The TCP/UDP/ICMPv6 pseudo-header: addresses, upper-layer length,
 /// protocol.
-#[inline]
+#[inline(always)]
 pub(crate) fn pseudo_header(src: IpAddr, dst: IpAddr, proto: u8, len: u32) -> u64 {
     // Words in native order, like `sum`'s; none of these adds can overflow.
     let mut s = u64::from(u32::from_ne_bytes(len.to_be_bytes()))
@@ -291,15 +393,25 @@ mod tests {
                     assert_eq!(fold(sum(0, b)), want, "sum: off {off} len {len}");
                     assert_eq!(fold(sum_scalar(0, b)), want, "scalar: off {off} len {len}");
                     #[cfg(target_arch = "x86_64")]
-                    if std::is_x86_feature_detected!("avx2") {
-                        // SAFETY: AVX2 is present.
-                        let (v, done) = unsafe { avx2::sum_blocks(b) };
-                        assert_eq!(done, len / 32 * 32);
-                        let words: u64 = b[..done]
+                    if len >= 32 && std::is_x86_feature_detected!("avx2") {
+                        // The vector path's sum is exact, not just equal
+                        // modulo 0xffff: compare it word for word.
+                        // SAFETY: AVX2 is present; 32 bytes or more.
+                        let v = unsafe { avx2::sum(0, b) };
+                        let words: u64 = b
                             .chunks(2)
-                            .map(|w| u64::from(u16::from_ne_bytes([w[0], w[1]])))
+                            .map(|w| u64::from(u16::from_ne_bytes([w[0], *w.get(1).unwrap_or(&0)])))
                             .sum();
                         assert_eq!(v, words, "avx2: off {off} len {len}");
+                        for start in [1u64, 0xffff, u64::MAX - 3] {
+                            // SAFETY: as above.
+                            let v = unsafe { avx2::sum(start, b) };
+                            assert_eq!(
+                                fold(v),
+                                fold(sum_scalar(start, b)),
+                                "avx2: off {off} len {len} start {start}"
+                            );
+                        }
                     }
                 }
             }
@@ -309,7 +421,15 @@ mod tests {
     /// Buffers long enough for several vector rounds (the lane bounds).
     #[test]
     fn long_buffers_sum_exactly() {
-        for len in [(4096 * 128) - 2, 4096 * 128, 4096 * 128 + 96, 3 << 20] {
+        let round = 2048 * 256;
+        for len in [
+            round - 2,
+            round,
+            round + 31,
+            round + 96,
+            2 * round + 255,
+            (3 << 20) + 1,
+        ] {
             for buf in [vec![0xffu8; len], noise(len, len as u64)] {
                 let want = reference(0, &buf);
                 assert_eq!(fold(sum(0, &buf)), want, "len {len}");
@@ -328,9 +448,12 @@ mod tests {
             values.push(x);
             values.push(x >> (x % 64));
         }
+        values.extend((0..100_000u64).map(|k| k * 0xffff));
+        values.extend((1..100_000u64).map(|k| u64::MAX - k));
         for v in values {
             let want = !u64_16bit_word::ones_complement(v);
             assert_eq!(fold_native(v), want, "{v:#x}");
+            assert_eq!(folds_to_ffff(v), fold_native(v) == 0xffff, "{v:#x}");
         }
     }
 

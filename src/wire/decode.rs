@@ -17,7 +17,7 @@
 
 use super::error::{DecodeError, IpHeaderProblem, NotIp};
 use super::{Family, Fragment, Icmp, L4, Packet, PktType, Tcp, TcpOptions, Udp, checksum, ipproto};
-use crate::capture::Frame;
+use crate::capture::{Frame, Linktype};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 /// Link-layer facts that travel with an IP datagram: what [`decode_ip`]
@@ -35,7 +35,187 @@ pub struct LinkInfo {
 }
 
 /// Decodes a captured frame.
+///
+/// Untagged Ethernet carrying IPv4 without options or fragmentation, or
+/// IPv6 straight to its transport, with a well-formed TCP, UDP or
+/// ICMP/ICMPv6 header: nearly every frame. Those are read by `ethernet_ipv4`
+/// and `ethernet_ipv6`, which build the packet in the caller's slot in one
+/// pass (the general path's layers return it by value, a copy each); any
+/// other shape, including every error, takes the general path.
+#[inline]
 pub fn decode<'a>(frame: &Frame<'a>) -> Result<Packet<'a>, DecodeError> {
+    if frame.linktype == Linktype::ETHERNET
+        && let Some(e) = frame.data.first_chunk::<14>()
+    {
+        match [e[12], e[13]] {
+            [0x08, 0x00] => return ethernet_ipv4(frame),
+            [0x86, 0xdd] => return ethernet_ipv6(frame),
+            _ => {}
+        }
+    }
+    decode_general(frame)
+}
+
+/// The IPv4 shape [`decode`] reads in one pass; everything else, and any
+/// check that fails, goes to [`decode_general`], which gives the same result
+/// for the shapes read here (the tests compare the two).
+fn ethernet_ipv4<'a>(frame: &Frame<'a>) -> Result<Packet<'a>, DecodeError> {
+    let d = frame.data;
+    let Some(f) = d.first_chunk::<34>() else {
+        return decode_general(frame);
+    };
+    let on_wire = (frame.orig_len as usize).max(d.len()) - 14;
+    let total = usize::from(u16::from_be_bytes([f[16], f[17]]));
+    // Version 4 and IHL 5; the datagram fits the frame; neither MF nor a
+    // fragment offset.
+    if f[14] != 0x45 || total < 20 || total > on_wire || (f[20] & 0x3f) | f[21] != 0 {
+        return decode_general(frame);
+    }
+    let ip = &d[14..];
+    let captured = ip.len().min(total);
+    let data = &ip[..captured];
+    let h: &[u8; 20] = f[14..].try_into().expect("20 bytes");
+    let proto = h[9];
+    let Some(l4) = l4_common(proto == ipproto::ICMP, proto, &data[20..], total - 20) else {
+        return decode_general(frame);
+    };
+    let dst = Ipv4Addr::new(h[16], h[17], h[18], h[19]);
+    Ok(Packet {
+        family: Family::Ipv4,
+        src: IpAddr::V4(Ipv4Addr::new(h[12], h[13], h[14], h[15])),
+        dst: IpAddr::V4(dst),
+        proto,
+        ttl: h[8],
+        tos: h[1],
+        ip_len: total as u32,
+        l4_offset: 20,
+        frag: None,
+        ip: data,
+        truncated: captured < total,
+        ipv4_csum_ok: checksum::verifies_20(h),
+        src_mac: Some([f[6], f[7], f[8], f[9], f[10], f[11]]),
+        pkttype: super::link::pkttype_from_mac([f[0], f[1], f[2], f[3], f[4], f[5]]),
+        l4,
+    })
+}
+
+/// The IPv6 shape [`decode`] reads in one pass: the fixed header's next
+/// header is TCP, UDP or ICMPv6 (no extension headers, no jumbogram).
+fn ethernet_ipv6<'a>(frame: &Frame<'a>) -> Result<Packet<'a>, DecodeError> {
+    let d = frame.data;
+    let Some(f) = d.first_chunk::<54>() else {
+        return decode_general(frame);
+    };
+    let h: &[u8; 40] = f[14..].try_into().expect("40 bytes");
+    let on_wire = (frame.orig_len as usize).max(d.len()) - 14;
+    let ip_len = 40 + usize::from(u16::from_be_bytes([h[4], h[5]]));
+    let next = h[6];
+    // Multicast source, or multicast destination of scope 0: ip6_rcv_core
+    // drops them (the general path reports which).
+    if h[0] >> 4 != 6
+        || !matches!(next, ipproto::TCP | ipproto::UDP | ipproto::ICMPV6)
+        || ip_len > on_wire
+        || h[8] == 0xff
+        || (h[24] == 0xff && h[25] & 0x0f == 0)
+    {
+        return decode_general(frame);
+    }
+    let ip = &d[14..];
+    let captured = ip.len().min(ip_len);
+    let data = &ip[..captured];
+    let Some(l4) = l4_common(next == ipproto::ICMPV6, next, &data[40..], ip_len - 40) else {
+        return decode_general(frame);
+    };
+    let addr = |at: usize| {
+        let a: [u8; 16] = h[at..at + 16].try_into().expect("16 bytes");
+        Ipv6Addr::from(a)
+    };
+    Ok(Packet {
+        family: Family::Ipv6,
+        src: IpAddr::V6(addr(8)),
+        dst: IpAddr::V6(addr(24)),
+        proto: next,
+        ttl: h[7],
+        tos: (h[0] << 4) | (h[1] >> 4),
+        ip_len: ip_len as u32,
+        l4_offset: 40,
+        frag: None,
+        ip: data,
+        truncated: captured < ip_len,
+        ipv4_csum_ok: true,
+        src_mac: Some([f[6], f[7], f[8], f[9], f[10], f[11]]),
+        pkttype: super::link::pkttype_from_mac([f[0], f[1], f[2], f[3], f[4], f[5]]),
+        l4,
+    })
+}
+
+/// The L4 view for [`ethernet_ipv4`] and [`ethernet_ipv6`]: TCP, UDP, or
+/// (`icmp`: the family's ICMP) ICMP with the whole header in the datagram
+/// and in the capture, as [`l4`] reads them. `None` for anything else
+/// (malformed, cut by the snap length, another protocol).
+#[inline(always)]
+fn l4_common(icmp: bool, proto: u8, seg: &[u8], l4_len: usize) -> Option<L4<'_>> {
+    if proto == ipproto::TCP {
+        if l4_len < 20 || seg.len() < 20 {
+            return None;
+        }
+        let hl = usize::from(seg[12] >> 4) * 4;
+        if hl < 20 || hl > l4_len || hl > seg.len() {
+            return None;
+        }
+        let ack = u32::from_be_bytes([seg[8], seg[9], seg[10], seg[11]]);
+        let options = &seg[20..hl];
+        return Some(L4::Tcp(Tcp {
+            sport: u16::from_be_bytes([seg[0], seg[1]]),
+            dport: u16::from_be_bytes([seg[2], seg[3]]),
+            seq: u32::from_be_bytes([seg[4], seg[5], seg[6], seg[7]]),
+            ack,
+            flags: seg[13],
+            window: u16::from_be_bytes([seg[14], seg[15]]),
+            header_len: hl as u8,
+            payload_len: (l4_len - hl) as u32,
+            opts: tcp_options(options, ack),
+            options,
+            payload: &seg[hl..],
+        }));
+    }
+    if l4_len < 8 || seg.len() < 8 {
+        return None;
+    }
+    if proto == ipproto::UDP {
+        let length = u16::from_be_bytes([seg[4], seg[5]]);
+        let end = if (8..=seg.len()).contains(&usize::from(length)) {
+            usize::from(length)
+        } else {
+            seg.len()
+        };
+        return Some(L4::Udp(Udp {
+            sport: u16::from_be_bytes([seg[0], seg[1]]),
+            dport: u16::from_be_bytes([seg[2], seg[3]]),
+            length,
+            checksum: u16::from_be_bytes([seg[6], seg[7]]),
+            payload: &seg[8..end],
+        }));
+    }
+    if !icmp {
+        return None;
+    }
+    let i = Icmp {
+        icmp_type: seg[0],
+        code: seg[1],
+        id: u16::from_be_bytes([seg[4], seg[5]]),
+        seq: u16::from_be_bytes([seg[6], seg[7]]),
+        body: &seg[8..],
+    };
+    Some(if proto == ipproto::ICMP {
+        L4::Icmp(i)
+    } else {
+        L4::Icmpv6(i)
+    })
+}
+
+/// [`decode`] through the layers: link, IP, extension headers, L4.
+fn decode_general<'a>(frame: &Frame<'a>) -> Result<Packet<'a>, DecodeError> {
     let link = super::link::parse(frame.linktype, frame.data)?;
     let ip = frame.data.get(link.offset..).unwrap_or(&[]);
     let on_wire = (frame.orig_len as usize)
@@ -555,7 +735,10 @@ const TCPOPT_TIMESTAMP: u8 = 8;
 /// or past the end stops the scan, unknown kinds are skipped. An option is
 /// only taken when its length is the one its kind requires. Only the first
 /// well-formed SACK option counts (`tcp_sack` returns after it).
-#[inline]
+///
+/// Inlined so that the common layouts are written straight into the packet
+/// being built.
+#[inline(always)]
 pub(crate) fn tcp_options(opts: &[u8], ack: u32) -> TcpOptions {
     let be32 = |b: &[u8]| u32::from_be_bytes([b[0], b[1], b[2], b[3]]);
     // The layouts nearly every segment carries, recognised in one go; the

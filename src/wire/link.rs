@@ -67,7 +67,7 @@ pub(crate) fn parse(linktype: Linktype, data: &[u8]) -> Result<Link, DecodeError
 /// The kernel's `eth_type_trans` classification. Unicast frames are taken to
 /// be addressed to the simulated host: ctsim does not know its MAC, so it
 /// never concludes OTHERHOST (which `ip_rcv` would drop).
-fn pkttype_from_mac(dst: [u8; 6]) -> PktType {
+pub(crate) fn pkttype_from_mac(dst: [u8; 6]) -> PktType {
     if dst == [0xff; 6] {
         PktType::Broadcast
     } else if dst[0] & 1 != 0 {
