@@ -125,7 +125,10 @@ impl<'r> Firewall<'r> {
         self.expire_fragments(now, emit);
         let timeouts = DefragTimeouts::from(&self.cfg.sysctls);
         let mut row = Row::new(frame.index, frame.ts);
-        let pkt = match wire::decode(frame) {
+        // Borrowed where it was decoded: a Packet is large, and moving it out
+        // of the Result costs a copy per packet.
+        let decoded = wire::decode(frame);
+        let pkt = match &decoded {
             Ok(p) => p,
             Err(e) => {
                 match e {
