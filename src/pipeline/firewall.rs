@@ -144,12 +144,12 @@ impl<'r> Firewall<'r> {
                         row.notes.set(Notes::DECODE_ERROR);
                     }
                 }
-                row.detail = Some(decode_error_text(&e));
+                row.detail = Some(decode_error_text(e));
                 emit(row);
                 return;
             }
         };
-        row.pkt = Some(RowPacket::of(&pkt));
+        row.pkt = Some(RowPacket::of(pkt));
         if pkt.truncated {
             row.notes.set(Notes::TRUNCATED);
         }
@@ -160,7 +160,7 @@ impl<'r> Firewall<'r> {
             emit(row);
             return;
         }
-        if ipv6_rcv_drops(&pkt, &self.cfg.topology) {
+        if ipv6_rcv_drops(pkt, &self.cfg.topology) {
             row.verdict = RowVerdict::Drop;
             row.notes.set(Notes::IPV6_RCV);
             emit(row);
@@ -168,7 +168,7 @@ impl<'r> Firewall<'r> {
         }
         if pkt.frag.is_some() {
             row.notes.set(Notes::FRAGMENT);
-            match self.defrag.push(&pkt, frame.index, now, timeouts) {
+            match self.defrag.push(pkt, frame.index, now, timeouts) {
                 DefragOutcome::Held { discarded } => {
                     // Defrag sits in the first hook (priority -400).
                     row.chains.push(if self.cfg.topology.is_local(&pkt.src) {
@@ -214,18 +214,18 @@ impl<'r> Firewall<'r> {
                     }
                 }
                 DefragOutcome::NotFragment => {
-                    self.walk(&pkt, iface_name, now, frame.index, &mut row);
+                    self.walk(pkt, iface_name, now, frame.index, &mut row);
                     emit(row);
                 }
                 DefragOutcome::PassThrough { discarded, .. } => {
                     self.drop_held(discarded, emit);
-                    self.walk(&pkt, iface_name, now, frame.index, &mut row);
+                    self.walk(pkt, iface_name, now, frame.index, &mut row);
                     emit(row);
                 }
             }
             return;
         }
-        self.walk(&pkt, iface_name, now, frame.index, &mut row);
+        self.walk(pkt, iface_name, now, frame.index, &mut row);
         emit(row);
     }
 
