@@ -277,17 +277,27 @@ thread_local! {
 }
 
 /// Formats rows, reusing what repeats from one row to the next: a replay's
-/// rows mostly share a handful of tails (`chains` … `notes`), and runs of
-/// them share the timestamp's seconds.
+/// rows mostly share a handful of tails (`chains` … `notes`), count their
+/// packet numbers up by one, and share the timestamp's seconds in runs.
 pub struct RowFormatter {
     tails: Box<[TailSlot; TAIL_SLOTS]>,
-    /// The seconds of the last timestamp written, and their text.
+    /// `packet,seconds` of the last row, so a row whose number counts up
+    /// and whose seconds repeat copies it after a one-digit increment.
+    lead: [u8; LEAD_CAP],
+    lead_len: usize,
+    /// Where the packet number's last digit is in `lead`.
+    packet_last: usize,
+    /// The packet number that may count up from `lead`; the seconds in
+    /// `lead`, or a value no timestamp has seconds for, to have it rebuilt.
+    next_packet: u64,
     secs: u64,
-    secs_text: Digits,
-    /// The last packet number written, and its text.
-    packet: u64,
-    packet_text: Digits,
 }
+
+/// A 20-digit packet number, a comma and 11-digit seconds.
+const LEAD_CAP: usize = 32;
+
+/// No timestamp has this many seconds.
+const NO_SECS: u64 = u64::MAX;
 
 impl Default for RowFormatter {
     fn default() -> Self {
@@ -303,25 +313,31 @@ impl RowFormatter {
                 .into_boxed_slice()
                 .try_into()
                 .unwrap_or_else(|_| unreachable!()),
-            // No timestamp has this many seconds.
-            secs: u64::MAX,
-            secs_text: digits(0),
-            packet: 0,
-            packet_text: digits(0),
+            lead: [0; LEAD_CAP],
+            lead_len: 0,
+            packet_last: 0,
+            next_packet: 0,
+            secs: NO_SECS,
         }
     }
 
     /// Appends one CSV line (with its newline) for `r` to `out`.
+    #[inline]
     pub fn write(&mut self, r: &Row, out: &mut Vec<u8>) {
         let mut c = Cursor::new(out, ROW_ROOM);
         // SAFETY: the cursor has room for the widest head and, after it, the
         // longest cached tail (`ROW_ROOM`); `out` is untouched until the
         // cursor is committed.
         unsafe { self.write_head(r, &mut c) };
-        let key = TailKey::of(r);
-        if let Some(k) = key {
-            let slot = &self.tails[k.slot()];
+        if let Some(k) = TailKey::of(r) {
+            let i = k.slot();
+            let mut slot = &self.tails[i];
+            if slot.key != k {
+                // Two keys that share a slot take it and its neighbour.
+                slot = &self.tails[i ^ 1];
+            }
             if slot.key == k {
+                // SAFETY: as above; the slot's `len` is at most `TAIL_CAP`.
                 unsafe {
                     c.put_tail(&slot.text, slot.len);
                     c.commit(out);
@@ -329,21 +345,28 @@ impl RowFormatter {
                 return;
             }
         }
+        // SAFETY: as above.
         unsafe { c.commit(out) };
-        self.write_tail_slow(r, key, out);
+        self.write_tail_slow(r, out);
     }
 
     /// Writes the tail field by field, and keeps it if it may repeat.
     #[cold]
     #[inline(never)]
-    fn write_tail_slow(&mut self, r: &Row, key: Option<TailKey>, out: &mut Vec<u8>) {
+    fn write_tail_slow(&mut self, r: &Row, out: &mut Vec<u8>) {
         let start = out.len();
         write_tail(r, out);
         let text = &out[start..];
-        if let Some(k) = key
+        if let Some(k) = TailKey::of(r)
             && text.len() <= TAIL_CAP
         {
-            let slot = &mut self.tails[k.slot()];
+            // The neighbour where it is free, so that two keys that share
+            // a slot both stay.
+            let mut i = k.slot();
+            if self.tails[i].len != 0 && self.tails[i ^ 1].len == 0 {
+                i ^= 1;
+            }
+            let slot = &mut self.tails[i];
             slot.text[..text.len()].copy_from_slice(text);
             slot.len = text.len();
             slot.key = k;
@@ -351,21 +374,49 @@ impl RowFormatter {
         }
     }
 
-    /// The text of `packet`, from the last one's where it just counts up
-    /// (as it does row after row) without a carry.
+    /// Makes `lead` read `packet,secs`: in place where the number counts
+    /// up by one (as it does row after row) and the seconds repeat.
     #[inline(always)]
-    fn packet_text(&mut self, packet: u64) -> &Digits {
-        let d = &mut self.packet_text;
-        if packet == self.packet.wrapping_add(1)
-            && let Some(last) = d.len.checked_sub(1).and_then(|i| d.a.get_mut(i))
-            && *last < b'9'
-        {
-            *last += 1;
-        } else {
-            *d = digits(packet);
+    fn lead(&mut self, packet: u64, secs: u64) {
+        if packet != self.next_packet || secs != self.secs || !self.count_up() {
+            self.rebuild_lead(packet, secs);
         }
-        self.packet = packet;
-        d
+        self.next_packet = packet.wrapping_add(1);
+        if packet == u64::MAX {
+            // The next number has fewer digits, not one more.
+            self.secs = NO_SECS;
+        }
+    }
+
+    /// Adds one to the packet number in `lead`; false where it gains a
+    /// digit (and `lead` must be rebuilt).
+    #[inline(always)]
+    fn count_up(&mut self) -> bool {
+        let mut i = self.packet_last;
+        loop {
+            // `i < LEAD_CAP`: it only steps down from the number's end.
+            let d = &mut self.lead[i % LEAD_CAP];
+            if *d < b'9' {
+                *d += 1;
+                return true;
+            }
+            *d = b'0';
+            let Some(prev) = i.checked_sub(1) else {
+                return false;
+            };
+            i = prev;
+        }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn rebuild_lead(&mut self, packet: u64, secs: u64) {
+        let (p, s) = (digits(packet), digits(secs));
+        let lead = [&p.a[..p.len], b",", &s.a[..s.len]].concat();
+        self.lead[..lead.len()].copy_from_slice(&lead);
+        self.lead_len = lead.len();
+        self.packet_last = p.len - 1;
+        self.secs = secs;
     }
 
     /// The columns from `packet` to `length`, each with its comma.
@@ -375,49 +426,41 @@ impl RowFormatter {
     #[inline(always)]
     unsafe fn write_head(&mut self, r: &Row, c: &mut Cursor) {
         unsafe {
-            let d = self.packet_text(r.packet);
-            c.put(&d.a, d.len);
-            c.byte(b',');
-            let secs = r.time.secs();
-            if secs != self.secs {
-                self.secs = secs;
-                self.secs_text = digits(secs);
-            }
-            c.put(&self.secs_text.a, self.secs_text.len);
+            self.lead(r.packet, r.time.secs());
+            c.put(&self.lead, self.lead_len);
             c.put(&fraction(r.time).to_le_bytes(), 8);
             let Some(p) = &r.pkt else {
                 return c.put(b",,,,,,,", 7);
             };
-            let (text, len) = &PROTOS[usize::from(p.proto)];
-            c.put(text, usize::from(*len));
+            let proto = PROTOS[usize::from(p.proto)];
+            c.put(&proto.to_le_bytes(), (proto >> 56) as usize);
             put_ip(c, p.src);
-            if let Some(sp) = p.sport {
-                c.put_dec(u64::from(sp));
+            match p.sport {
+                Some(sp) => c.put_dec6_comma(u32::from(sp)),
+                None => c.byte(b','),
             }
-            c.byte(b',');
             put_ip(c, p.dst);
-            if let Some(dp) = p.dport {
-                c.put_dec(u64::from(dp));
+            match p.dport {
+                Some(dp) => c.put_dec6_comma(u32::from(dp)),
+                None => c.byte(b','),
             }
-            c.byte(b',');
             match p.flags {
-                RowFlags::None => {}
+                RowFlags::None => c.byte(b','),
                 RowFlags::Tcp(b) => {
-                    let (text, len) = &TCP_FLAGS[usize::from(b)];
-                    c.put(text, usize::from(*len));
+                    let text = &TCP_FLAGS[usize::from(b)];
+                    c.put(text, usize::from(text[15]));
                 }
                 RowFlags::Icmp(t, code) => {
-                    // Octets' text without their dots.
+                    // Octets' text, their dots made the slash and the comma.
                     let (text, len) = octet(t);
-                    c.put(&text, len - 1);
-                    c.byte(b'/');
+                    c.put(&text, len);
+                    c.set_last(b'/');
                     let (text, len) = octet(code);
-                    c.put(&text, len - 1);
+                    c.put(&text, len);
+                    c.set_last(b',');
                 }
             }
-            c.byte(b',');
-            c.put_dec(u64::from(p.length));
-            c.byte(b',');
+            c.put_dec_comma(u64::from(p.length));
         }
     }
 }
@@ -441,49 +484,58 @@ const _: () = assert!(TAIL_SLOTS.is_power_of_two());
 
 /// Everything a row's tail is made of, for rows whose tail is one of the
 /// few that repeat: no INVALID reason and no decode detail (whose text
-/// would have to be compared). The small fields are packed a byte apart
-/// into one word; the rule label is known by its address, which the slot
-/// keeping the key holds on to (so no other label can take that address
-/// meanwhile).
+/// would have to be compared), and status and notes within their defined
+/// bits. The small fields take a word, the trail another (so a key is
+/// compared in three word compares); the rule label is known by its
+/// address, which the slot keeping the key holds on to (so no other label
+/// can take that address meanwhile).
 #[derive(Clone, Copy, PartialEq, Eq)]
 struct TailKey {
-    fields: u64,
-    /// Bit 32 tells whether there is a status.
-    status: u64,
-    notes: u32,
+    /// Status and notes in the low 16 bits each, then a byte each for the
+    /// connection state, direction and TCP state (each enum's value, its
+    /// count for none: the value the compiler gives none, so each is a
+    /// plain load), and the verdict, with bit 7 set where there is a status.
+    small: u64,
+    chains: u64,
     rule: usize,
-    chains: HookTrail,
 }
 
 impl TailKey {
     #[inline(always)]
     fn of(r: &Row) -> Option<TailKey> {
-        if r.reason.is_some() || r.reason2.is_some() || r.detail.is_some() {
+        let status = r.ctstatus.map_or(0, |s| s.0);
+        if r.reason.is_some()
+            || r.reason2.is_some()
+            || r.detail.is_some()
+            || (status | r.notes.0) >> 16 != 0
+        {
             return None;
         }
-        let fields = r.ctstate.map_or(0, |s| s as u64 + 1)
-            | r.ctdir.map_or(0, |d| d as u64 + 1) << 8
-            | r.tcp_state.map_or(0, |t| t as u64 + 1) << 16
-            | (r.verdict as u64) << 24
-            | (r.chains.len() as u64) << 32;
+        let small = u64::from(status)
+            | u64::from(r.notes.0) << 16
+            | u64::from(r.ctstate.map_or(5, |s| s as u8)) << 32
+            | u64::from(r.ctdir.map_or(2, |d| d as u8)) << 40
+            | u64::from(r.tcp_state.map_or(10, |t| t as u8)) << 48
+            | u64::from(r.verdict as u8 | u8::from(r.ctstatus.is_some()) << 7) << 56;
         Some(TailKey {
-            fields,
-            status: r.ctstatus.map_or(0, |s| 1 << 32 | u64::from(s.0)),
-            notes: r.notes.0,
+            small,
+            chains: r.chains.bits(),
+            // No label's text is at 16, just past a null allocation: that
+            // the compiler finds it the address of none's, and adds 16
+            // without a branch.
             rule: r
                 .rule
                 .as_ref()
-                .map_or(0, |a| Arc::as_ptr(a).cast::<u8>() as usize),
-            chains: r.chains,
+                .map_or(16, |a| Arc::as_ptr(a).cast::<u8>() as usize),
         })
     }
 
-    /// Spreads keys over the slots; trails of equal length share a slot
-    /// unless other fields tell them apart.
+    /// Spreads keys over the slots.
     #[inline(always)]
     fn slot(&self) -> usize {
-        let h = self.fields ^ self.status << 24 ^ u64::from(self.notes) << 40 ^ self.rule as u64;
-        (h.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> (64 - TAIL_BITS)) as usize
+        const K: u64 = 0x9e37_79b9_7f4a_7c15;
+        let h = (self.small ^ self.rule as u64).wrapping_mul(K) ^ self.chains;
+        (h.wrapping_mul(K) >> (64 - TAIL_BITS)) as usize
     }
 }
 
@@ -502,11 +554,9 @@ impl TailSlot {
         TailSlot {
             // No label lives at an odd address.
             key: TailKey {
-                fields: 0,
-                status: 0,
-                notes: 0,
+                small: 0,
+                chains: 0,
                 rule: 1,
-                chains: HookTrail::default(),
             },
             rule: None,
             len: 0,
@@ -612,6 +662,11 @@ const CHUNK: usize = 32;
 /// pushing to the `Vec` would check capacity and call `memcpy` per field.
 /// Whoever makes one reserves the room every write through it stays in;
 /// in unit tests every write is checked against that room.
+///
+/// Copied only to be handed to a call that is not inlined and taken back
+/// (a cursor whose address such a call gets lives in memory, not in
+/// registers, for the whole row).
+#[derive(Clone, Copy)]
 struct Cursor {
     start: *mut u8,
     p: *mut u8,
@@ -621,6 +676,7 @@ struct Cursor {
 
 impl Cursor {
     /// A cursor at the end of `out`, with `room` bytes reserved after it.
+    #[inline(always)]
     fn new(out: &mut Vec<u8>, room: usize) -> Cursor {
         out.reserve(room);
         let start = out.spare_capacity_mut().as_mut_ptr().cast::<u8>();
@@ -675,11 +731,49 @@ impl Cursor {
     #[inline(always)]
     unsafe fn put_dec(&mut self, v: u64) {
         unsafe {
-            if v < E8 {
+            if v < E6 {
+                self.put_dec6(v as u32);
+            } else if v < E8 {
                 let (text, len) = dec8(v as u32);
                 self.put(&text.to_le_bytes(), len);
             } else {
                 self.put_dec_long(v);
+            }
+        }
+    }
+
+    /// `v < 10^6` in decimal: ports, lengths, most of what a row counts.
+    ///
+    /// # Safety
+    /// There is room for 8 bytes.
+    #[inline(always)]
+    unsafe fn put_dec6(&mut self, v: u32) {
+        let (text, len) = dec6_then(v, 0);
+        unsafe { self.put(&text.to_le_bytes(), len - 1) };
+    }
+
+    /// `v < 10^6` in decimal and a comma, in one write.
+    ///
+    /// # Safety
+    /// There is room for 8 bytes.
+    #[inline(always)]
+    unsafe fn put_dec6_comma(&mut self, v: u32) {
+        let (text, len) = dec6_then(v, b',');
+        unsafe { self.put(&text.to_le_bytes(), len) };
+    }
+
+    /// `v` in decimal and a comma.
+    ///
+    /// # Safety
+    /// There is room for 24 bytes.
+    #[inline(always)]
+    unsafe fn put_dec_comma(&mut self, v: u64) {
+        unsafe {
+            if v < E6 {
+                self.put_dec6_comma(v as u32);
+            } else {
+                self.put_dec(v);
+                self.byte(b',');
             }
         }
     }
@@ -701,13 +795,14 @@ impl Cursor {
         }
     }
 
-    /// Steps back over the last byte written.
+    /// Overwrites the last byte written (a separator written with the
+    /// text before it, where the column needs another).
     ///
     /// # Safety
     /// A byte was written.
     #[inline(always)]
-    unsafe fn unput(&mut self) {
-        unsafe { self.p = self.p.sub(1) };
+    unsafe fn set_last(&mut self, b: u8) {
+        unsafe { self.p.sub(1).write(b) };
     }
 
     /// Writes the first `len` bytes of `text`: most tails fit one copy of
@@ -749,7 +844,31 @@ impl Cursor {
     }
 }
 
+const E6: u64 = 1_000_000;
 const E8: u64 = 100_000_000;
+
+/// Every number below 1000 as its three digits' values (0 to 9, not yet
+/// text), the most significant in the lowest byte. Past 999 the entries
+/// are never read: the length lets an index be masked instead of checked.
+const THREE: [u32; 1024] = {
+    let mut t = [0u32; 1024];
+    let mut n = 0;
+    while n < 1000 {
+        t[n] = (n / 100) as u32 | ((n / 10 % 10) as u32) << 8 | ((n % 10) as u32) << 16;
+        n += 1;
+    }
+    t
+};
+
+/// The six decimal digits of `v < 10^6` as [`digits8`] gives them: one
+/// division and two loads, where the lane arithmetic takes some thirty
+/// instructions.
+#[inline(always)]
+fn digits6(v: u32) -> u64 {
+    debug_assert!(u64::from(v) < E6);
+    let q = v / 1000;
+    u64::from(THREE[q as usize & 1023]) | u64::from(THREE[(v % 1000) as usize]) << 24
+}
 
 /// The eight decimal digits of `v < 10^8`, the most significant in the
 /// lowest byte, as values 0 to 9: computed in all eight lanes at once (a
@@ -783,6 +902,17 @@ fn dec8(v: u32) -> (u64, usize) {
     ((d | ASCII_ZEROS) >> (8 * skip), 8 - skip)
 }
 
+/// `v < 10^6` as text without leading zeros, then `end`, and the length
+/// of both.
+#[inline(always)]
+fn dec6_then(v: u32, end: u8) -> (u64, usize) {
+    let d = digits6(v);
+    // Leading zeros are the low zero bytes; the last digit always counts.
+    let skip = (d | 1 << 40).trailing_zeros() as usize / 8;
+    let text = d | ASCII_ZEROS >> 16 | u64::from(end) << 48;
+    (text >> (8 * skip), 7 - skip)
+}
+
 /// A number's decimal text, at the start of a fixed array.
 #[derive(Clone, Copy)]
 struct Digits {
@@ -808,8 +938,7 @@ fn digits(v: u64) -> Digits {
 #[inline(always)]
 fn fraction(t: Timestamp) -> u64 {
     let us = (t.subsec_nanos() / 1000) as u32;
-    // Six digits: the top two of eight are zeros.
-    u64::from(b'.') | all8(us) >> 16 << 8 | u64::from(b',') << 56
+    digits6(us) << 8 | u64::from_le_bytes(*b".000000,")
 }
 
 /// Every octet as text with a trailing dot in the low four bytes, and the
@@ -839,40 +968,55 @@ fn octet(o: u8) -> ([u8; 4], usize) {
     ((e as u32).to_le_bytes(), (e >> 56) as usize)
 }
 
-/// The `proto` column with its comma, for every protocol number.
-const PROTOS: [([u8; 8], u8); 256] = {
-    let mut t = [([0u8; 8], 0u8); 256];
+/// The `proto` column with its comma, for every protocol number, and
+/// the text's length in the top byte: one load for both.
+const PROTOS: [u64; 256] = {
+    const fn text(s: &[u8]) -> u64 {
+        let mut t = (s.len() as u64) << 56;
+        let mut i = 0;
+        while i < s.len() {
+            t |= (s[i] as u64) << (8 * i);
+            i += 1;
+        }
+        t
+    }
+    let mut t = [0u64; 256];
     let mut n = 0;
     while n < 256 {
-        let (o, len) = (OCTETS[n], (OCTETS[n] >> 56) as u8);
         // The octet's dot becomes the comma.
-        let o = (o as u32).to_le_bytes();
-        t[n] = ([o[0], o[1], o[2], o[3], 0, 0, 0, 0], len);
-        t[n].0[len as usize - 1] = b',';
+        let o = OCTETS[n];
+        let len = o >> 56;
+        let dot = (b'.' as u64) << (8 * (len - 1));
+        let comma = (b',' as u64) << (8 * (len - 1));
+        t[n] = (o & 0xffff_ffff) ^ dot | comma | len << 56;
         n += 1;
     }
-    t[ipproto::TCP as usize] = (*b"tcp,\0\0\0\0", 4);
-    t[ipproto::UDP as usize] = (*b"udp,\0\0\0\0", 4);
-    t[ipproto::ICMP as usize] = (*b"icmp,\0\0\0", 5);
-    t[ipproto::ICMPV6 as usize] = (*b"icmpv6,\0", 7);
+    t[ipproto::TCP as usize] = text(b"tcp,");
+    t[ipproto::UDP as usize] = text(b"udp,");
+    t[ipproto::ICMP as usize] = text(b"icmp,");
+    t[ipproto::ICMPV6 as usize] = text(b"icmpv6,");
     t
 };
 
-/// The `flags` column of every TCP flag byte, letters in the order of
-/// [`TCP_FLAG_LETTERS`].
-const TCP_FLAGS: [([u8; 8], u8); 256] = {
-    let mut t = [([0u8; 8], 0u8); 256];
+/// The `flags` column with its comma for every TCP flag byte, letters in
+/// the order of [`TCP_FLAG_LETTERS`], and the text's length in the last
+/// byte.
+const TCP_FLAGS: [[u8; 16]; 256] = {
+    let mut t = [[0u8; 16]; 256];
     let mut b = 0;
     while b < 256 {
         let mut k = 0;
+        let mut len = 0;
         while k < TCP_FLAG_LETTERS.len() {
             let (bit, c) = TCP_FLAG_LETTERS[k];
             if b as u8 & bit != 0 {
-                t[b].0[t[b].1 as usize] = c;
-                t[b].1 += 1;
+                t[b][len] = c;
+                len += 1;
             }
             k += 1;
         }
+        t[b][len] = b',';
+        t[b][15] = len as u8 + 1;
         b += 1;
     }
     t
@@ -887,25 +1031,26 @@ unsafe fn put_ip(c: &mut Cursor, a: IpAddr) {
     unsafe {
         match a {
             IpAddr::V4(v) => put_ipv4(c, v),
-            IpAddr::V6(v) => put_ipv6(c, v),
+            // By value: a cursor whose address is taken lives in memory
+            // for the whole row.
+            IpAddr::V6(v) => *c = put_ipv6(*c, v),
         }
-        c.byte(b',');
+        c.set_last(b',');
     }
 }
 
+/// The address and a dot after it, for the caller to overwrite: each
+/// octet goes with its dot in one write.
+///
 /// # Safety
 /// `c` has room for 16 bytes.
 #[inline(always)]
 unsafe fn put_ipv4(c: &mut Cursor, v: std::net::Ipv4Addr) {
-    let [a, b, d, e] = v.octets();
     unsafe {
-        for o in [a, b, d] {
+        for o in v.octets() {
             let (text, len) = octet(o);
             c.put(&text, len);
         }
-        // The last octet without its dot.
-        let (text, len) = octet(e);
-        c.put(&text, len - 1);
     }
 }
 
@@ -913,46 +1058,36 @@ unsafe fn put_ipv4(c: &mut Cursor, v: std::net::Ipv4Addr) {
 /// without leading zeros, the longest run of two or more zero groups, the
 /// first of equal ones, as `::`; IPv4-mapped addresses as `::ffff:a.b.c.d`),
 /// without the formatting machinery, which costs more than the whole rest
-/// of a row.
+/// of a row; and a byte after it, for the caller to overwrite.
 ///
 /// # Safety
 /// `c` has room for 48 bytes.
 #[inline(never)]
-unsafe fn put_ipv6(c: &mut Cursor, v: std::net::Ipv6Addr) {
+unsafe fn put_ipv6(mut c: Cursor, v: std::net::Ipv6Addr) -> Cursor {
     if let Some(v4) = v.to_ipv4_mapped() {
         unsafe {
             c.put(b"::ffff:", 7);
-            put_ipv4(c, v4);
+            put_ipv4(&mut c, v4);
         }
-        return;
+        return c;
     }
     let o = v.octets();
-    let x = v.to_bits();
-    let (run, run_len) = ZERO_RUNS[usize::from(zero_groups(x))];
-    let (run, run_len) = (usize::from(run), usize::from(run_len));
+    let [run, end, colons] = ZERO_RUNS[usize::from(zero_groups(v.to_bits()))];
+    let (run, end) = (usize::from(run), usize::from(end));
     // Every group is written with a colon after it, and the last colon is
-    // taken back. The run stands for one colon, and one more at either end
-    // of the address (`::1`, `1::`, `::`).
-    let mut i = 0;
+    // the byte for the caller.
     unsafe {
-        while i < 8 {
-            if i == run {
-                c.byte(b':');
-                if i == 0 {
-                    c.byte(b':');
-                }
-                i += run_len;
-                if i == 8 {
-                    c.byte(b':');
-                }
-                continue;
-            }
-            let (text, len) = hex16(o[2 * i], o[2 * i + 1]);
+        for g in o[..2 * run].chunks_exact(2) {
+            let (text, len) = hex16(g[0], g[1]);
             c.put(&text.to_le_bytes(), len);
-            i += 1;
         }
-        c.unput();
+        c.put(b"::::", usize::from(colons));
+        for g in o[2 * end..].chunks_exact(2) {
+            let (text, len) = hex16(g[0], g[1]);
+            c.put(&text.to_le_bytes(), len);
+        }
     }
+    c
 }
 
 /// Bit `7 - i` set where group `i` of the address is zero: each 16-bit
@@ -971,18 +1106,23 @@ fn zero_groups(x: u128) -> u8 {
 }
 
 /// For every set of zero groups (as [`zero_groups`] gives them), where its
-/// longest run of at least two starts (the first of equal ones) and how
-/// long it is; start 8 where there is none.
-const ZERO_RUNS: [(u8, u8); 256] = {
-    let mut t = [(8u8, 0u8); 256];
+/// longest run of at least two starts (the first of equal ones), where it
+/// ends, and how many colons stand for it: one, and one more at either end
+/// of the address (`::1`, `1::`, `::`). Where there is none, it starts and
+/// ends at 8 and takes no colon.
+const ZERO_RUNS: [[u8; 3]; 256] = {
+    let mut t = [[8u8, 8, 0]; 256];
     let mut m = 0;
     while m < 256 {
-        let (mut cur_len, mut i) = (0, 0);
+        let (mut cur_len, mut best, mut i) = (0, 0, 0);
         while i < 8 {
             if m >> (7 - i) & 1 == 1 {
                 cur_len += 1;
-                if cur_len >= 2 && cur_len > t[m].1 {
-                    t[m] = (i + 1 - cur_len, cur_len);
+                if cur_len >= 2 && cur_len > best {
+                    best = cur_len;
+                    let start = i + 1 - cur_len;
+                    let colons = 1 + (start == 0) as u8 + (i == 7) as u8;
+                    t[m] = [start, i + 1, colons];
                 }
             } else {
                 cur_len = 0;
@@ -1010,11 +1150,12 @@ const HEX2: [u16; 256] = {
 /// and a colon; the text's length counts the colon.
 #[inline(always)]
 fn hex16(hi: u8, lo: u8) -> (u64, usize) {
-    let text = u64::from(HEX2[usize::from(hi)]) | u64::from(HEX2[usize::from(lo)]) << 16;
+    let text = u64::from(HEX2[usize::from(hi)])
+        | u64::from(HEX2[usize::from(lo)]) << 16
+        | u64::from(b':') << 32;
     // Leading zero nibbles; a zero group still shows one.
-    let skip = ((u32::from(hi) << 8 | u32::from(lo) | 1).leading_zeros() - 16) as usize / 4;
-    let len = 4 - skip;
-    (text >> (8 * skip) | u64::from(b':') << (8 * len), len + 1)
+    let skip = (u16::from_be_bytes([hi, lo]) | 1).leading_zeros() as usize / 4;
+    (text >> (8 * skip), 5 - skip)
 }
 
 fn needs_quotes(b: &[u8]) -> bool {
