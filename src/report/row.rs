@@ -281,12 +281,13 @@ thread_local! {
 /// packet numbers up by one, and share the timestamp's seconds in runs.
 pub struct RowFormatter {
     tails: Box<[TailSlot; TAIL_SLOTS]>,
-    /// `packet,seconds` of the last row, so a row whose number counts up
-    /// and whose seconds repeat copies it after a one-digit increment.
-    lead: [u8; LEAD_CAP],
-    lead_len: usize,
-    /// Where the packet number's last digit is in `lead`.
-    packet_last: usize,
+    /// `packet,seconds` of the last row at `lead[lead_start..lead_end]`,
+    /// so a row whose number counts up and whose seconds repeat copies it
+    /// after a one-digit increment. The number ends at [`PACKET_END`]
+    /// whatever its length, so its last digit is at a fixed place.
+    lead: [u8; 2 * LEAD_CAP],
+    lead_start: usize,
+    lead_end: usize,
     /// The packet number that may count up from `lead`; the seconds in
     /// `lead`, or a value no timestamp has seconds for, to have it rebuilt.
     next_packet: u64,
@@ -295,6 +296,7 @@ pub struct RowFormatter {
 
 /// A 20-digit packet number, a comma and 11-digit seconds.
 const LEAD_CAP: usize = 32;
+const PACKET_END: usize = 20;
 
 /// No timestamp has this many seconds.
 const NO_SECS: u64 = u64::MAX;
@@ -313,9 +315,9 @@ impl RowFormatter {
                 .into_boxed_slice()
                 .try_into()
                 .unwrap_or_else(|_| unreachable!()),
-            lead: [0; LEAD_CAP],
-            lead_len: 0,
-            packet_last: 0,
+            lead: [0; 2 * LEAD_CAP],
+            lead_start: 0,
+            lead_end: 0,
             next_packet: 0,
             secs: NO_SECS,
         }
@@ -392,19 +394,18 @@ impl RowFormatter {
     /// digit (and `lead` must be rebuilt).
     #[inline(always)]
     fn count_up(&mut self) -> bool {
-        let mut i = self.packet_last;
+        let mut i = PACKET_END - 1;
         loop {
-            // `i < LEAD_CAP`: it only steps down from the number's end.
-            let d = &mut self.lead[i % LEAD_CAP];
+            let d = &mut self.lead[i];
             if *d < b'9' {
                 *d += 1;
                 return true;
             }
             *d = b'0';
-            let Some(prev) = i.checked_sub(1) else {
+            if i <= self.lead_start {
                 return false;
-            };
-            i = prev;
+            }
+            i -= 1;
         }
     }
 
@@ -412,10 +413,11 @@ impl RowFormatter {
     #[inline(never)]
     fn rebuild_lead(&mut self, packet: u64, secs: u64) {
         let (p, s) = (digits(packet), digits(secs));
-        let lead = [&p.a[..p.len], b",", &s.a[..s.len]].concat();
-        self.lead[..lead.len()].copy_from_slice(&lead);
-        self.lead_len = lead.len();
-        self.packet_last = p.len - 1;
+        self.lead_start = PACKET_END - p.len;
+        self.lead[self.lead_start..PACKET_END].copy_from_slice(&p.a[..p.len]);
+        self.lead[PACKET_END] = b',';
+        self.lead_end = PACKET_END + 1 + s.len;
+        self.lead[PACKET_END + 1..self.lead_end].copy_from_slice(&s.a[..s.len]);
         self.secs = secs;
     }
 
@@ -427,7 +429,11 @@ impl RowFormatter {
     unsafe fn write_head(&mut self, r: &Row, c: &mut Cursor) {
         unsafe {
             self.lead(r.packet, r.time.secs());
-            c.put(&self.lead, self.lead_len);
+            // `lead_start <= PACKET_END < LEAD_CAP`, so the modulo changes
+            // nothing and the compiler sees the copy stay in the array.
+            let lead = &self.lead[self.lead_start % LEAD_CAP..];
+            let len = self.lead_end - self.lead_start;
+            c.put(lead.first_chunk::<LEAD_CAP>().unwrap(), len);
             c.put(&fraction(r.time).to_le_bytes(), 8);
             let Some(p) = &r.pkt else {
                 return c.put(b",,,,,,,", 7);
@@ -484,19 +490,21 @@ const _: () = assert!(TAIL_SLOTS.is_power_of_two());
 
 /// Everything a row's tail is made of, for rows whose tail is one of the
 /// few that repeat: no INVALID reason and no decode detail (whose text
-/// would have to be compared), and status and notes within their defined
-/// bits. The small fields take a word, the trail another (so a key is
-/// compared in three word compares); the rule label is known by its
-/// address, which the slot keeping the key holds on to (so no other label
-/// can take that address meanwhile).
+/// would have to be compared), and a status within its defined bits. The
+/// fields take two words (so a key is compared in three word compares);
+/// the rule label is known by its address, which the slot keeping the key
+/// holds on to (so no other label can take that address meanwhile).
+///
+/// Each enum goes in as its value, or its count where there is none: the
+/// value the compiler stores for none, so that reading it is a plain load.
 #[derive(Clone, Copy, PartialEq, Eq)]
 struct TailKey {
-    /// Status and notes in the low 16 bits each, then a byte each for the
-    /// connection state, direction and TCP state (each enum's value, its
-    /// count for none: the value the compiler gives none, so each is a
-    /// plain load), and the verdict, with bit 7 set where there is a status.
+    /// Notes, the TCP state, whether there is a status, and the status.
     small: u64,
-    chains: u64,
+    /// Direction, verdict, the hook trail and the connection state, in
+    /// the order the compiler lays those fields out in a `Row` (so the
+    /// loads merge into one; any other order is as correct).
+    fields: u64,
     rule: usize,
 }
 
@@ -504,22 +512,20 @@ impl TailKey {
     #[inline(always)]
     fn of(r: &Row) -> Option<TailKey> {
         let status = r.ctstatus.map_or(0, |s| s.0);
-        if r.reason.is_some()
-            || r.reason2.is_some()
-            || r.detail.is_some()
-            || (status | r.notes.0) >> 16 != 0
-        {
+        if r.reason.is_some() || r.reason2.is_some() || r.detail.is_some() || status >> 16 != 0 {
             return None;
         }
-        let small = u64::from(status)
-            | u64::from(r.notes.0) << 16
-            | u64::from(r.ctstate.map_or(5, |s| s as u8)) << 32
-            | u64::from(r.ctdir.map_or(2, |d| d as u8)) << 40
-            | u64::from(r.tcp_state.map_or(10, |t| t as u8)) << 48
-            | u64::from(r.verdict as u8 | u8::from(r.ctstatus.is_some()) << 7) << 56;
+        let small = u64::from(r.notes.0)
+            | u64::from(r.tcp_state.map_or(10, |t| t as u8)) << 32
+            | u64::from(r.ctstatus.is_some()) << 40
+            | u64::from(status) << 48;
+        let fields = u64::from(r.ctdir.map_or(2, |d| d as u8))
+            | u64::from(r.verdict as u8) << 8
+            | r.chains.bits() << 16
+            | u64::from(r.ctstate.map_or(5, |s| s as u8)) << 56;
         Some(TailKey {
             small,
-            chains: r.chains.bits(),
+            fields,
             // No label's text is at 16, just past a null allocation: that
             // the compiler finds it the address of none's, and adds 16
             // without a branch.
@@ -534,7 +540,7 @@ impl TailKey {
     #[inline(always)]
     fn slot(&self) -> usize {
         const K: u64 = 0x9e37_79b9_7f4a_7c15;
-        let h = (self.small ^ self.rule as u64).wrapping_mul(K) ^ self.chains;
+        let h = (self.small ^ self.rule as u64).wrapping_mul(K) ^ self.fields;
         (h.wrapping_mul(K) >> (64 - TAIL_BITS)) as usize
     }
 }
@@ -555,7 +561,7 @@ impl TailSlot {
             // No label lives at an odd address.
             key: TailKey {
                 small: 0,
-                chains: 0,
+                fields: 0,
                 rule: 1,
             },
             rule: None,
@@ -1072,7 +1078,7 @@ unsafe fn put_ipv6(mut c: Cursor, v: std::net::Ipv6Addr) -> Cursor {
         return c;
     }
     let o = v.octets();
-    let [run, end, colons] = ZERO_RUNS[usize::from(zero_groups(v.to_bits()))];
+    let [run, end, colons] = ZERO_RUNS[usize::from(zero_groups(&o))];
     let (run, end) = (usize::from(run), usize::from(end));
     // Every group is written with a colon after it, and the last colon is
     // the byte for the caller.
@@ -1090,19 +1096,34 @@ unsafe fn put_ipv6(mut c: Cursor, v: std::net::Ipv6Addr) -> Cursor {
     c
 }
 
-/// Bit `7 - i` set where group `i` of the address is zero: each 16-bit
-/// lane's top bit tells whether the lane is nonzero (adding to its low
-/// bits carries into it), and a multiplication gathers the four top bits
-/// of a half into adjacent bits, without carries (its partial products
-/// land on distinct bits).
+/// Bit `i` set where group `i` of the address is zero: the groups are
+/// compared with zero as 16-bit lanes, narrowed to a byte each, and their
+/// top bits gathered (SSE2, which every x86_64 has).
+#[cfg(target_arch = "x86_64")]
 #[inline(always)]
-fn zero_groups(x: u128) -> u8 {
-    const LOW: u64 = 0x7fff_7fff_7fff_7fff;
-    fn nonzero(w: u64) -> u64 {
-        let top = (((w & LOW) + LOW) | w) >> 15 & 0x0001_0001_0001_0001;
-        (top.wrapping_mul(1 << 45 | 1 << 30 | 1 << 15 | 1) >> 45) & 0xf
+fn zero_groups(o: &[u8; 16]) -> u8 {
+    use std::arch::x86_64::{
+        _mm_cmpeq_epi16, _mm_movemask_epi8, _mm_packs_epi16, _mm_set_epi64x, _mm_setzero_si128,
+    };
+    let half = |i: usize| i64::from_le_bytes(std::array::from_fn(|k| o[8 * i + k]));
+    // SAFETY: SSE2 is in every x86_64 target's baseline, and these touch
+    // no memory.
+    unsafe {
+        let zero = _mm_cmpeq_epi16(_mm_set_epi64x(half(1), half(0)), _mm_setzero_si128());
+        _mm_movemask_epi8(_mm_packs_epi16(zero, _mm_setzero_si128())) as u8
     }
-    !(nonzero(x as u64) | nonzero((x >> 64) as u64) << 4) as u8
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+#[inline(always)]
+fn zero_groups(o: &[u8; 16]) -> u8 {
+    zero_groups_portable(o)
+}
+
+/// [`zero_groups`] without vector instructions.
+#[cfg_attr(target_arch = "x86_64", allow(dead_code))]
+fn zero_groups_portable(o: &[u8; 16]) -> u8 {
+    (0..8).fold(0, |m, i| m | u8::from(o[2 * i] | o[2 * i + 1] == 0) << i)
 }
 
 /// For every set of zero groups (as [`zero_groups`] gives them), where its
@@ -1116,7 +1137,7 @@ const ZERO_RUNS: [[u8; 3]; 256] = {
     while m < 256 {
         let (mut cur_len, mut best, mut i) = (0, 0, 0);
         while i < 8 {
-            if m >> (7 - i) & 1 == 1 {
+            if m >> i & 1 == 1 {
                 cur_len += 1;
                 if cur_len >= 2 && cur_len > best {
                     best = cur_len;
@@ -1272,6 +1293,20 @@ mod tests {
             let mut out = b"x".to_vec();
             via_cursor(&mut out, |c| unsafe { c.put_dec(v) });
             assert_eq!(out, format!("x{v}").into_bytes());
+            let mut out = b"x".to_vec();
+            via_cursor(&mut out, |c| unsafe { c.put_dec_comma(v) });
+            assert_eq!(out, format!("x{v},").into_bytes());
+        }
+        let mut out = Vec::new();
+        for v in 0..1_000_000u32 {
+            out.clear();
+            via_cursor(&mut out, |c| unsafe { c.put_dec6_comma(v) });
+            assert_eq!(out, format!("{v},").into_bytes());
+            if v % 997 == 0 {
+                out.clear();
+                via_cursor(&mut out, |c| unsafe { c.put_dec6(v) });
+                assert_eq!(out, v.to_string().into_bytes());
+            }
         }
         for o in 0..=255u8 {
             let ip = IpAddr::from([o, 255 - o, o / 7, 10]);
@@ -1572,9 +1607,9 @@ mod tests {
             // Mostly counting up, through carries; now and then a jump.
             packet = match i % 97 {
                 0 => next() % 1_000_000_000_000,
+                // Counts up through the largest number and wraps to 0.
                 1 => u64::MAX - 1,
-                2 => 0,
-                3 => 99_999_999_998,
+                4 => 99_999_999_998,
                 _ => packet.wrapping_add(1),
             };
             let time = match i % 7 {
@@ -1661,5 +1696,166 @@ mod tests {
             write_row(r, &mut through_threads);
         }
         assert_eq!(String::from_utf8(through_threads).unwrap(), want);
+    }
+
+    /// Packet numbers that count up within the same second, through every
+    /// carry (including the one that adds a digit and the wrap past the
+    /// largest number), as the cached `packet,seconds` text counts them.
+    #[test]
+    fn packet_numbers_counting_up_match_the_reference() {
+        let mut rows = Vec::new();
+        for (k, start) in [
+            0u64,
+            7,
+            95,
+            995,
+            999_990,
+            99_999_990,
+            9_999_999_999_999_999_990,
+            u64::MAX - 5,
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            for i in 0..24u64 {
+                // The seconds change once within a run, and at its start.
+                let secs = 1_704_067_200 + k as u64 + u64::from(i >= 13);
+                let mut r = Row::new(
+                    start.wrapping_add(i),
+                    Timestamp::from_secs_nanos(secs, i * 1_000_017),
+                );
+                r.chains.push(Hook::Prerouting);
+                rows.push(r);
+            }
+        }
+        let want = String::from_utf8(reference(&rows)).unwrap();
+        assert_eq!(String::from_utf8(written(&rows)).unwrap(), want);
+        let mut through_threads = format!("{HEADER}\n").into_bytes();
+        for r in &rows {
+            write_row(r, &mut through_threads);
+        }
+        assert_eq!(String::from_utf8(through_threads).unwrap(), want);
+    }
+
+    /// Rows whose tails differ in one field only, each next to the one it
+    /// differs from and again later: a key that missed a field, or two
+    /// keys given the same slot and its neighbour, would show another
+    /// row's tail.
+    #[test]
+    fn tails_one_field_apart_stay_apart() {
+        let label = |s: &str| Some(Arc::<str>::from(s));
+        let mut base = Row::new(1, Timestamp::from_secs_nanos(1_704_067_200, 5_000));
+        base.chains.push(Hook::Prerouting);
+        base.chains.push(Hook::Forward);
+        base.ctstate = Some(CtState::Established);
+        base.ctdir = Some(Dir::Original);
+        base.ctstatus = Some(Status(Status::SEEN_REPLY | Status::CONFIRMED));
+        base.tcp_state = Some(TcpState::Established);
+        base.verdict = RowVerdict::Accept;
+        base.rule = label("filter:FORWARD:2");
+        let mut variants: Vec<Row> = Vec::new();
+        let mut vary = |f: &dyn Fn(&mut Row)| {
+            let mut r = base.clone();
+            f(&mut r);
+            variants.push(r);
+        };
+        for s in [
+            None,
+            Some(CtState::New),
+            Some(CtState::Related),
+            Some(CtState::Invalid),
+            Some(CtState::Untracked),
+        ] {
+            vary(&|r| r.ctstate = s);
+        }
+        for d in [None, Some(Dir::Reply)] {
+            vary(&|r| r.ctdir = d);
+        }
+        for t in [
+            None,
+            Some(TcpState::None),
+            Some(TcpState::SynSent),
+            Some(TcpState::SynRecv),
+            Some(TcpState::FinWait),
+            Some(TcpState::CloseWait),
+            Some(TcpState::LastAck),
+            Some(TcpState::TimeWait),
+            Some(TcpState::Close),
+            Some(TcpState::SynSent2),
+        ] {
+            vary(&|r| r.tcp_state = t);
+        }
+        for v in [
+            RowVerdict::Drop,
+            RowVerdict::Reject,
+            RowVerdict::NotIp,
+            RowVerdict::Defrag,
+        ] {
+            vary(&|r| r.verdict = v);
+        }
+        for hooks in [
+            &[][..],
+            &[Hook::Prerouting],
+            &[Hook::Prerouting, Hook::Input],
+            &[Hook::Prerouting, Hook::Forward, Hook::Postrouting],
+            &[Hook::Output, Hook::Forward],
+        ] {
+            vary(&|r| {
+                r.chains = HookTrail::default();
+                hooks.iter().for_each(|&h| r.chains.push(h));
+            });
+        }
+        // Every status bit, none, no bits, and bits past the cached ones.
+        for st in (0..32).map(|b| Some(Status(1 << b))).chain([
+            None,
+            Some(Status(0)),
+            Some(Status(0x1_000a)),
+        ]) {
+            vary(&|r| r.ctstatus = st);
+        }
+        for n in (0..32).map(|b| 1 << b).chain([0x1fff, 0xffff_ffff]) {
+            vary(&|r| r.notes = Notes(n));
+        }
+        // The same text at another address is another key, with the same tail.
+        for rule in [None, label("filter:FORWARD:2"), label("filter:FORWARD:3")] {
+            vary(&|r| r.rule = rule.clone());
+        }
+        let mut rows = Vec::new();
+        for v in &variants {
+            rows.extend([base.clone(), v.clone(), base.clone(), v.clone()]);
+        }
+        rows.extend(variants.iter().cloned());
+        rows.extend(variants.iter().rev().cloned());
+        for (i, r) in rows.iter_mut().enumerate() {
+            r.packet = i as u64 + 1;
+        }
+        let want = String::from_utf8(reference(&rows)).unwrap();
+        assert_eq!(String::from_utf8(written(&rows)).unwrap(), want);
+    }
+
+    #[test]
+    fn zero_groups_match_the_portable_reckoning() {
+        let mut x = 0x1234_5678_9abc_def1u64;
+        for m in 0..=255u32 {
+            for k in 0..8 {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                let mut o = [0u8; 16];
+                for g in 0..8 {
+                    if m >> g & 1 == 0 {
+                        // A nonzero group: one bit, low or high, or any.
+                        let v = match k % 3 {
+                            0 => 1u16 << (x >> (4 * g) & 15),
+                            1 => 0x8000 >> g,
+                            _ => (x >> (8 * g)) as u16 | 1,
+                        };
+                        o[2 * g..2 * g + 2].copy_from_slice(&v.to_be_bytes());
+                    }
+                }
+                assert_eq!(zero_groups(&o), m as u8, "{o:?}");
+                assert_eq!(zero_groups_portable(&o), m as u8, "{o:?}");
+            }
+        }
     }
 }
