@@ -96,6 +96,14 @@ impl HookTrail {
     pub fn len(&self) -> usize {
         usize::from(self.len)
     }
+    /// The whole trail in one word, equal for equal trails: a hook per byte
+    /// (5 for none, the value the compiler gives an absent hook, so this is
+    /// a plain load) and the length above them.
+    #[inline(always)]
+    pub fn bits(&self) -> u64 {
+        let h = |i: usize| u64::from(self.hooks[i].map_or(5, |h| h as u8)) << (8 * i);
+        h(0) | h(1) | h(2) | h(3) | u64::from(self.len) << 32
+    }
     /// `PREROUTING>FORWARD>POSTROUTING`.
     pub fn write_to(&self, out: &mut Vec<u8>) {
         for (i, h) in self.iter().enumerate() {

@@ -277,17 +277,29 @@ thread_local! {
 }
 
 /// Formats rows, reusing what repeats from one row to the next: a replay's
-/// rows mostly share a handful of tails (`chains` … `notes`), and runs of
-/// them share the timestamp's seconds.
+/// rows mostly share a handful of tails (`chains` … `notes`), count their
+/// packet numbers up by one, and share the timestamp's seconds in runs.
 pub struct RowFormatter {
     tails: Box<[TailSlot; TAIL_SLOTS]>,
-    /// The seconds of the last timestamp written, and their text.
+    /// `packet,seconds` of the last row at `lead[lead_start..lead_end]`,
+    /// so a row whose number counts up and whose seconds repeat copies it
+    /// after a one-digit increment. The number ends at [`PACKET_END`]
+    /// whatever its length, so its last digit is at a fixed place.
+    lead: [u8; 2 * LEAD_CAP],
+    lead_start: usize,
+    lead_end: usize,
+    /// The packet number that may count up from `lead`; the seconds in
+    /// `lead`, or a value no timestamp has seconds for, to have it rebuilt.
+    next_packet: u64,
     secs: u64,
-    secs_text: Digits,
-    /// The last packet number written, and its text.
-    packet: u64,
-    packet_text: Digits,
 }
+
+/// A 20-digit packet number, a comma and 11-digit seconds.
+const LEAD_CAP: usize = 32;
+const PACKET_END: usize = 20;
+
+/// No timestamp has this many seconds.
+const NO_SECS: u64 = u64::MAX;
 
 impl Default for RowFormatter {
     fn default() -> Self {
@@ -303,25 +315,31 @@ impl RowFormatter {
                 .into_boxed_slice()
                 .try_into()
                 .unwrap_or_else(|_| unreachable!()),
-            // No timestamp has this many seconds.
-            secs: u64::MAX,
-            secs_text: digits(0),
-            packet: 0,
-            packet_text: digits(0),
+            lead: [0; 2 * LEAD_CAP],
+            lead_start: 0,
+            lead_end: 0,
+            next_packet: 0,
+            secs: NO_SECS,
         }
     }
 
     /// Appends one CSV line (with its newline) for `r` to `out`.
+    #[inline]
     pub fn write(&mut self, r: &Row, out: &mut Vec<u8>) {
         let mut c = Cursor::new(out, ROW_ROOM);
         // SAFETY: the cursor has room for the widest head and, after it, the
         // longest cached tail (`ROW_ROOM`); `out` is untouched until the
         // cursor is committed.
         unsafe { self.write_head(r, &mut c) };
-        let key = TailKey::of(r);
-        if let Some(k) = key {
-            let slot = &self.tails[k.slot()];
+        if let Some(k) = TailKey::of(r) {
+            let i = k.slot();
+            let mut slot = &self.tails[i];
+            if slot.key != k {
+                // Two keys that share a slot take it and its neighbour.
+                slot = &self.tails[i ^ 1];
+            }
             if slot.key == k {
+                // SAFETY: as above; the slot's `len` is at most `TAIL_CAP`.
                 unsafe {
                     c.put_tail(&slot.text, slot.len);
                     c.commit(out);
@@ -329,21 +347,28 @@ impl RowFormatter {
                 return;
             }
         }
+        // SAFETY: as above.
         unsafe { c.commit(out) };
-        self.write_tail_slow(r, key, out);
+        self.write_tail_slow(r, out);
     }
 
     /// Writes the tail field by field, and keeps it if it may repeat.
     #[cold]
     #[inline(never)]
-    fn write_tail_slow(&mut self, r: &Row, key: Option<TailKey>, out: &mut Vec<u8>) {
+    fn write_tail_slow(&mut self, r: &Row, out: &mut Vec<u8>) {
         let start = out.len();
         write_tail(r, out);
         let text = &out[start..];
-        if let Some(k) = key
+        if let Some(k) = TailKey::of(r)
             && text.len() <= TAIL_CAP
         {
-            let slot = &mut self.tails[k.slot()];
+            // The neighbour where it is free, so that two keys that share
+            // a slot both stay.
+            let mut i = k.slot();
+            if self.tails[i].len != 0 && self.tails[i ^ 1].len == 0 {
+                i ^= 1;
+            }
+            let slot = &mut self.tails[i];
             slot.text[..text.len()].copy_from_slice(text);
             slot.len = text.len();
             slot.key = k;
@@ -351,21 +376,49 @@ impl RowFormatter {
         }
     }
 
-    /// The text of `packet`, from the last one's where it just counts up
-    /// (as it does row after row) without a carry.
+    /// Makes `lead` read `packet,secs`: in place where the number counts
+    /// up by one (as it does row after row) and the seconds repeat.
     #[inline(always)]
-    fn packet_text(&mut self, packet: u64) -> &Digits {
-        let d = &mut self.packet_text;
-        if packet == self.packet.wrapping_add(1)
-            && let Some(last) = d.len.checked_sub(1).and_then(|i| d.a.get_mut(i))
-            && *last < b'9'
-        {
-            *last += 1;
-        } else {
-            *d = digits(packet);
+    fn lead(&mut self, packet: u64, secs: u64) {
+        if packet != self.next_packet || secs != self.secs || !self.count_up() {
+            self.rebuild_lead(packet, secs);
         }
-        self.packet = packet;
-        d
+        self.next_packet = packet.wrapping_add(1);
+        if packet == u64::MAX {
+            // The next number has fewer digits, not one more.
+            self.secs = NO_SECS;
+        }
+    }
+
+    /// Adds one to the packet number in `lead`; false where it gains a
+    /// digit (and `lead` must be rebuilt).
+    #[inline(always)]
+    fn count_up(&mut self) -> bool {
+        let mut i = PACKET_END - 1;
+        loop {
+            let d = &mut self.lead[i];
+            if *d < b'9' {
+                *d += 1;
+                return true;
+            }
+            *d = b'0';
+            if i <= self.lead_start {
+                return false;
+            }
+            i -= 1;
+        }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn rebuild_lead(&mut self, packet: u64, secs: u64) {
+        let (p, s) = (digits(packet), digits(secs));
+        self.lead_start = PACKET_END - p.len;
+        self.lead[self.lead_start..PACKET_END].copy_from_slice(&p.a[..p.len]);
+        self.lead[PACKET_END] = b',';
+        self.lead_end = PACKET_END + 1 + s.len;
+        self.lead[PACKET_END + 1..self.lead_end].copy_from_slice(&s.a[..s.len]);
+        self.secs = secs;
     }
 
     /// The columns from `packet` to `length`, each with its comma.
@@ -375,49 +428,45 @@ impl RowFormatter {
     #[inline(always)]
     unsafe fn write_head(&mut self, r: &Row, c: &mut Cursor) {
         unsafe {
-            let d = self.packet_text(r.packet);
-            c.put(&d.a, d.len);
-            c.byte(b',');
-            let secs = r.time.secs();
-            if secs != self.secs {
-                self.secs = secs;
-                self.secs_text = digits(secs);
-            }
-            c.put(&self.secs_text.a, self.secs_text.len);
+            self.lead(r.packet, r.time.secs());
+            // `lead_start <= PACKET_END < LEAD_CAP`, so the modulo changes
+            // nothing and the compiler sees the copy stay in the array.
+            let lead = &self.lead[self.lead_start % LEAD_CAP..];
+            let len = self.lead_end - self.lead_start;
+            c.put(lead.first_chunk::<LEAD_CAP>().unwrap(), len);
             c.put(&fraction(r.time).to_le_bytes(), 8);
             let Some(p) = &r.pkt else {
                 return c.put(b",,,,,,,", 7);
             };
-            let (text, len) = &PROTOS[usize::from(p.proto)];
-            c.put(text, usize::from(*len));
+            let proto = PROTOS[usize::from(p.proto)];
+            c.put(&proto.to_le_bytes(), (proto >> 56) as usize);
             put_ip(c, p.src);
-            if let Some(sp) = p.sport {
-                c.put_dec(u64::from(sp));
+            match p.sport {
+                Some(sp) => c.put_dec6_comma(u32::from(sp)),
+                None => c.byte(b','),
             }
-            c.byte(b',');
             put_ip(c, p.dst);
-            if let Some(dp) = p.dport {
-                c.put_dec(u64::from(dp));
+            match p.dport {
+                Some(dp) => c.put_dec6_comma(u32::from(dp)),
+                None => c.byte(b','),
             }
-            c.byte(b',');
             match p.flags {
-                RowFlags::None => {}
+                RowFlags::None => c.byte(b','),
                 RowFlags::Tcp(b) => {
-                    let (text, len) = &TCP_FLAGS[usize::from(b)];
-                    c.put(text, usize::from(*len));
+                    let text = &TCP_FLAGS[usize::from(b)];
+                    c.put(text, usize::from(text[15]));
                 }
                 RowFlags::Icmp(t, code) => {
-                    // Octets' text without their dots.
+                    // Octets' text, their dots made the slash and the comma.
                     let (text, len) = octet(t);
-                    c.put(&text, len - 1);
-                    c.byte(b'/');
+                    c.put(&text, len);
+                    c.set_last(b'/');
                     let (text, len) = octet(code);
-                    c.put(&text, len - 1);
+                    c.put(&text, len);
+                    c.set_last(b',');
                 }
             }
-            c.byte(b',');
-            c.put_dec(u64::from(p.length));
-            c.byte(b',');
+            c.put_dec_comma(u64::from(p.length));
         }
     }
 }
@@ -441,49 +490,58 @@ const _: () = assert!(TAIL_SLOTS.is_power_of_two());
 
 /// Everything a row's tail is made of, for rows whose tail is one of the
 /// few that repeat: no INVALID reason and no decode detail (whose text
-/// would have to be compared). The small fields are packed a byte apart
-/// into one word; the rule label is known by its address, which the slot
-/// keeping the key holds on to (so no other label can take that address
-/// meanwhile).
+/// would have to be compared), and a status within its defined bits. The
+/// fields take two words (so a key is compared in three word compares);
+/// the rule label is known by its address, which the slot keeping the key
+/// holds on to (so no other label can take that address meanwhile).
+///
+/// Each enum goes in as its value, or its count where there is none: the
+/// value the compiler stores for none, so that reading it is a plain load.
 #[derive(Clone, Copy, PartialEq, Eq)]
 struct TailKey {
+    /// Notes, the TCP state, whether there is a status, and the status.
+    small: u64,
+    /// Direction, verdict, the hook trail and the connection state, in
+    /// the order the compiler lays those fields out in a `Row` (so the
+    /// loads merge into one; any other order is as correct).
     fields: u64,
-    /// Bit 32 tells whether there is a status.
-    status: u64,
-    notes: u32,
     rule: usize,
-    chains: HookTrail,
 }
 
 impl TailKey {
     #[inline(always)]
     fn of(r: &Row) -> Option<TailKey> {
-        if r.reason.is_some() || r.reason2.is_some() || r.detail.is_some() {
+        let status = r.ctstatus.map_or(0, |s| s.0);
+        if r.reason.is_some() || r.reason2.is_some() || r.detail.is_some() || status >> 16 != 0 {
             return None;
         }
-        let fields = r.ctstate.map_or(0, |s| s as u64 + 1)
-            | r.ctdir.map_or(0, |d| d as u64 + 1) << 8
-            | r.tcp_state.map_or(0, |t| t as u64 + 1) << 16
-            | (r.verdict as u64) << 24
-            | (r.chains.len() as u64) << 32;
+        let small = u64::from(r.notes.0)
+            | u64::from(r.tcp_state.map_or(10, |t| t as u8)) << 32
+            | u64::from(r.ctstatus.is_some()) << 40
+            | u64::from(status) << 48;
+        let fields = u64::from(r.ctdir.map_or(2, |d| d as u8))
+            | u64::from(r.verdict as u8) << 8
+            | r.chains.bits() << 16
+            | u64::from(r.ctstate.map_or(5, |s| s as u8)) << 56;
         Some(TailKey {
+            small,
             fields,
-            status: r.ctstatus.map_or(0, |s| 1 << 32 | u64::from(s.0)),
-            notes: r.notes.0,
+            // No label's text is at 16, just past a null allocation: that
+            // the compiler finds it the address of none's, and adds 16
+            // without a branch.
             rule: r
                 .rule
                 .as_ref()
-                .map_or(0, |a| Arc::as_ptr(a).cast::<u8>() as usize),
-            chains: r.chains,
+                .map_or(16, |a| Arc::as_ptr(a).cast::<u8>() as usize),
         })
     }
 
-    /// Spreads keys over the slots; trails of equal length share a slot
-    /// unless other fields tell them apart.
+    /// Spreads keys over the slots.
     #[inline(always)]
     fn slot(&self) -> usize {
-        let h = self.fields ^ self.status << 24 ^ u64::from(self.notes) << 40 ^ self.rule as u64;
-        (h.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> (64 - TAIL_BITS)) as usize
+        const K: u64 = 0x9e37_79b9_7f4a_7c15;
+        let h = (self.small ^ self.rule as u64).wrapping_mul(K) ^ self.fields;
+        (h.wrapping_mul(K) >> (64 - TAIL_BITS)) as usize
     }
 }
 
@@ -502,11 +560,9 @@ impl TailSlot {
         TailSlot {
             // No label lives at an odd address.
             key: TailKey {
+                small: 0,
                 fields: 0,
-                status: 0,
-                notes: 0,
                 rule: 1,
-                chains: HookTrail::default(),
             },
             rule: None,
             len: 0,
@@ -612,6 +668,11 @@ const CHUNK: usize = 32;
 /// pushing to the `Vec` would check capacity and call `memcpy` per field.
 /// Whoever makes one reserves the room every write through it stays in;
 /// in unit tests every write is checked against that room.
+///
+/// Copied only to be handed to a call that is not inlined and taken back
+/// (a cursor whose address such a call gets lives in memory, not in
+/// registers, for the whole row).
+#[derive(Clone, Copy)]
 struct Cursor {
     start: *mut u8,
     p: *mut u8,
@@ -621,6 +682,7 @@ struct Cursor {
 
 impl Cursor {
     /// A cursor at the end of `out`, with `room` bytes reserved after it.
+    #[inline(always)]
     fn new(out: &mut Vec<u8>, room: usize) -> Cursor {
         out.reserve(room);
         let start = out.spare_capacity_mut().as_mut_ptr().cast::<u8>();
@@ -675,11 +737,49 @@ impl Cursor {
     #[inline(always)]
     unsafe fn put_dec(&mut self, v: u64) {
         unsafe {
-            if v < E8 {
+            if v < E6 {
+                self.put_dec6(v as u32);
+            } else if v < E8 {
                 let (text, len) = dec8(v as u32);
                 self.put(&text.to_le_bytes(), len);
             } else {
                 self.put_dec_long(v);
+            }
+        }
+    }
+
+    /// `v < 10^6` in decimal: ports, lengths, most of what a row counts.
+    ///
+    /// # Safety
+    /// There is room for 8 bytes.
+    #[inline(always)]
+    unsafe fn put_dec6(&mut self, v: u32) {
+        let (text, len) = dec6_then(v, 0);
+        unsafe { self.put(&text.to_le_bytes(), len - 1) };
+    }
+
+    /// `v < 10^6` in decimal and a comma, in one write.
+    ///
+    /// # Safety
+    /// There is room for 8 bytes.
+    #[inline(always)]
+    unsafe fn put_dec6_comma(&mut self, v: u32) {
+        let (text, len) = dec6_then(v, b',');
+        unsafe { self.put(&text.to_le_bytes(), len) };
+    }
+
+    /// `v` in decimal and a comma.
+    ///
+    /// # Safety
+    /// There is room for 24 bytes.
+    #[inline(always)]
+    unsafe fn put_dec_comma(&mut self, v: u64) {
+        unsafe {
+            if v < E6 {
+                self.put_dec6_comma(v as u32);
+            } else {
+                self.put_dec(v);
+                self.byte(b',');
             }
         }
     }
@@ -701,13 +801,14 @@ impl Cursor {
         }
     }
 
-    /// Steps back over the last byte written.
+    /// Overwrites the last byte written (a separator written with the
+    /// text before it, where the column needs another).
     ///
     /// # Safety
     /// A byte was written.
     #[inline(always)]
-    unsafe fn unput(&mut self) {
-        unsafe { self.p = self.p.sub(1) };
+    unsafe fn set_last(&mut self, b: u8) {
+        unsafe { self.p.sub(1).write(b) };
     }
 
     /// Writes the first `len` bytes of `text`: most tails fit one copy of
@@ -749,7 +850,31 @@ impl Cursor {
     }
 }
 
+const E6: u64 = 1_000_000;
 const E8: u64 = 100_000_000;
+
+/// Every number below 1000 as its three digits' values (0 to 9, not yet
+/// text), the most significant in the lowest byte. Past 999 the entries
+/// are never read: the length lets an index be masked instead of checked.
+const THREE: [u32; 1024] = {
+    let mut t = [0u32; 1024];
+    let mut n = 0;
+    while n < 1000 {
+        t[n] = (n / 100) as u32 | ((n / 10 % 10) as u32) << 8 | ((n % 10) as u32) << 16;
+        n += 1;
+    }
+    t
+};
+
+/// The six decimal digits of `v < 10^6` as [`digits8`] gives them: one
+/// division and two loads, where the lane arithmetic takes some thirty
+/// instructions.
+#[inline(always)]
+fn digits6(v: u32) -> u64 {
+    debug_assert!(u64::from(v) < E6);
+    let q = v / 1000;
+    u64::from(THREE[q as usize & 1023]) | u64::from(THREE[(v % 1000) as usize]) << 24
+}
 
 /// The eight decimal digits of `v < 10^8`, the most significant in the
 /// lowest byte, as values 0 to 9: computed in all eight lanes at once (a
@@ -783,6 +908,17 @@ fn dec8(v: u32) -> (u64, usize) {
     ((d | ASCII_ZEROS) >> (8 * skip), 8 - skip)
 }
 
+/// `v < 10^6` as text without leading zeros, then `end`, and the length
+/// of both.
+#[inline(always)]
+fn dec6_then(v: u32, end: u8) -> (u64, usize) {
+    let d = digits6(v);
+    // Leading zeros are the low zero bytes; the last digit always counts.
+    let skip = (d | 1 << 40).trailing_zeros() as usize / 8;
+    let text = d | ASCII_ZEROS >> 16 | u64::from(end) << 48;
+    (text >> (8 * skip), 7 - skip)
+}
+
 /// A number's decimal text, at the start of a fixed array.
 #[derive(Clone, Copy)]
 struct Digits {
@@ -808,8 +944,7 @@ fn digits(v: u64) -> Digits {
 #[inline(always)]
 fn fraction(t: Timestamp) -> u64 {
     let us = (t.subsec_nanos() / 1000) as u32;
-    // Six digits: the top two of eight are zeros.
-    u64::from(b'.') | all8(us) >> 16 << 8 | u64::from(b',') << 56
+    digits6(us) << 8 | u64::from_le_bytes(*b".000000,")
 }
 
 /// Every octet as text with a trailing dot in the low four bytes, and the
@@ -839,40 +974,55 @@ fn octet(o: u8) -> ([u8; 4], usize) {
     ((e as u32).to_le_bytes(), (e >> 56) as usize)
 }
 
-/// The `proto` column with its comma, for every protocol number.
-const PROTOS: [([u8; 8], u8); 256] = {
-    let mut t = [([0u8; 8], 0u8); 256];
+/// The `proto` column with its comma, for every protocol number, and
+/// the text's length in the top byte: one load for both.
+const PROTOS: [u64; 256] = {
+    const fn text(s: &[u8]) -> u64 {
+        let mut t = (s.len() as u64) << 56;
+        let mut i = 0;
+        while i < s.len() {
+            t |= (s[i] as u64) << (8 * i);
+            i += 1;
+        }
+        t
+    }
+    let mut t = [0u64; 256];
     let mut n = 0;
     while n < 256 {
-        let (o, len) = (OCTETS[n], (OCTETS[n] >> 56) as u8);
         // The octet's dot becomes the comma.
-        let o = (o as u32).to_le_bytes();
-        t[n] = ([o[0], o[1], o[2], o[3], 0, 0, 0, 0], len);
-        t[n].0[len as usize - 1] = b',';
+        let o = OCTETS[n];
+        let len = o >> 56;
+        let dot = (b'.' as u64) << (8 * (len - 1));
+        let comma = (b',' as u64) << (8 * (len - 1));
+        t[n] = (o & 0xffff_ffff) ^ dot | comma | len << 56;
         n += 1;
     }
-    t[ipproto::TCP as usize] = (*b"tcp,\0\0\0\0", 4);
-    t[ipproto::UDP as usize] = (*b"udp,\0\0\0\0", 4);
-    t[ipproto::ICMP as usize] = (*b"icmp,\0\0\0", 5);
-    t[ipproto::ICMPV6 as usize] = (*b"icmpv6,\0", 7);
+    t[ipproto::TCP as usize] = text(b"tcp,");
+    t[ipproto::UDP as usize] = text(b"udp,");
+    t[ipproto::ICMP as usize] = text(b"icmp,");
+    t[ipproto::ICMPV6 as usize] = text(b"icmpv6,");
     t
 };
 
-/// The `flags` column of every TCP flag byte, letters in the order of
-/// [`TCP_FLAG_LETTERS`].
-const TCP_FLAGS: [([u8; 8], u8); 256] = {
-    let mut t = [([0u8; 8], 0u8); 256];
+/// The `flags` column with its comma for every TCP flag byte, letters in
+/// the order of [`TCP_FLAG_LETTERS`], and the text's length in the last
+/// byte.
+const TCP_FLAGS: [[u8; 16]; 256] = {
+    let mut t = [[0u8; 16]; 256];
     let mut b = 0;
     while b < 256 {
         let mut k = 0;
+        let mut len = 0;
         while k < TCP_FLAG_LETTERS.len() {
             let (bit, c) = TCP_FLAG_LETTERS[k];
             if b as u8 & bit != 0 {
-                t[b].0[t[b].1 as usize] = c;
-                t[b].1 += 1;
+                t[b][len] = c;
+                len += 1;
             }
             k += 1;
         }
+        t[b][len] = b',';
+        t[b][15] = len as u8 + 1;
         b += 1;
     }
     t
@@ -887,25 +1037,26 @@ unsafe fn put_ip(c: &mut Cursor, a: IpAddr) {
     unsafe {
         match a {
             IpAddr::V4(v) => put_ipv4(c, v),
-            IpAddr::V6(v) => put_ipv6(c, v),
+            // By value: a cursor whose address is taken lives in memory
+            // for the whole row.
+            IpAddr::V6(v) => *c = put_ipv6(*c, v),
         }
-        c.byte(b',');
+        c.set_last(b',');
     }
 }
 
+/// The address and a dot after it, for the caller to overwrite: each
+/// octet goes with its dot in one write.
+///
 /// # Safety
 /// `c` has room for 16 bytes.
 #[inline(always)]
 unsafe fn put_ipv4(c: &mut Cursor, v: std::net::Ipv4Addr) {
-    let [a, b, d, e] = v.octets();
     unsafe {
-        for o in [a, b, d] {
+        for o in v.octets() {
             let (text, len) = octet(o);
             c.put(&text, len);
         }
-        // The last octet without its dot.
-        let (text, len) = octet(e);
-        c.put(&text, len - 1);
     }
 }
 
@@ -913,76 +1064,86 @@ unsafe fn put_ipv4(c: &mut Cursor, v: std::net::Ipv4Addr) {
 /// without leading zeros, the longest run of two or more zero groups, the
 /// first of equal ones, as `::`; IPv4-mapped addresses as `::ffff:a.b.c.d`),
 /// without the formatting machinery, which costs more than the whole rest
-/// of a row.
+/// of a row; and a byte after it, for the caller to overwrite.
 ///
 /// # Safety
 /// `c` has room for 48 bytes.
 #[inline(never)]
-unsafe fn put_ipv6(c: &mut Cursor, v: std::net::Ipv6Addr) {
+unsafe fn put_ipv6(mut c: Cursor, v: std::net::Ipv6Addr) -> Cursor {
     if let Some(v4) = v.to_ipv4_mapped() {
         unsafe {
             c.put(b"::ffff:", 7);
-            put_ipv4(c, v4);
+            put_ipv4(&mut c, v4);
         }
-        return;
+        return c;
     }
     let o = v.octets();
-    let x = v.to_bits();
-    let (run, run_len) = ZERO_RUNS[usize::from(zero_groups(x))];
-    let (run, run_len) = (usize::from(run), usize::from(run_len));
+    let [run, end, colons] = ZERO_RUNS[usize::from(zero_groups(&o))];
+    let (run, end) = (usize::from(run), usize::from(end));
     // Every group is written with a colon after it, and the last colon is
-    // taken back. The run stands for one colon, and one more at either end
-    // of the address (`::1`, `1::`, `::`).
-    let mut i = 0;
+    // the byte for the caller.
     unsafe {
-        while i < 8 {
-            if i == run {
-                c.byte(b':');
-                if i == 0 {
-                    c.byte(b':');
-                }
-                i += run_len;
-                if i == 8 {
-                    c.byte(b':');
-                }
-                continue;
-            }
-            let (text, len) = hex16(o[2 * i], o[2 * i + 1]);
+        for g in o[..2 * run].chunks_exact(2) {
+            let (text, len) = hex16(g[0], g[1]);
             c.put(&text.to_le_bytes(), len);
-            i += 1;
         }
-        c.unput();
+        c.put(b"::::", usize::from(colons));
+        for g in o[2 * end..].chunks_exact(2) {
+            let (text, len) = hex16(g[0], g[1]);
+            c.put(&text.to_le_bytes(), len);
+        }
+    }
+    c
+}
+
+/// Bit `i` set where group `i` of the address is zero: the groups are
+/// compared with zero as 16-bit lanes, narrowed to a byte each, and their
+/// top bits gathered (SSE2, which every x86_64 has).
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+fn zero_groups(o: &[u8; 16]) -> u8 {
+    use std::arch::x86_64::{
+        _mm_cmpeq_epi16, _mm_movemask_epi8, _mm_packs_epi16, _mm_set_epi64x, _mm_setzero_si128,
+    };
+    let half = |i: usize| i64::from_le_bytes(std::array::from_fn(|k| o[8 * i + k]));
+    // SAFETY: SSE2 is in every x86_64 target's baseline, and these touch
+    // no memory.
+    unsafe {
+        let zero = _mm_cmpeq_epi16(_mm_set_epi64x(half(1), half(0)), _mm_setzero_si128());
+        _mm_movemask_epi8(_mm_packs_epi16(zero, _mm_setzero_si128())) as u8
     }
 }
 
-/// Bit `7 - i` set where group `i` of the address is zero: each 16-bit
-/// lane's top bit tells whether the lane is nonzero (adding to its low
-/// bits carries into it), and a multiplication gathers the four top bits
-/// of a half into adjacent bits, without carries (its partial products
-/// land on distinct bits).
+#[cfg(not(target_arch = "x86_64"))]
 #[inline(always)]
-fn zero_groups(x: u128) -> u8 {
-    const LOW: u64 = 0x7fff_7fff_7fff_7fff;
-    fn nonzero(w: u64) -> u64 {
-        let top = (((w & LOW) + LOW) | w) >> 15 & 0x0001_0001_0001_0001;
-        (top.wrapping_mul(1 << 45 | 1 << 30 | 1 << 15 | 1) >> 45) & 0xf
-    }
-    !(nonzero(x as u64) | nonzero((x >> 64) as u64) << 4) as u8
+fn zero_groups(o: &[u8; 16]) -> u8 {
+    zero_groups_portable(o)
+}
+
+/// [`zero_groups`] without vector instructions.
+#[cfg_attr(target_arch = "x86_64", allow(dead_code))]
+fn zero_groups_portable(o: &[u8; 16]) -> u8 {
+    (0..8).fold(0, |m, i| m | u8::from(o[2 * i] | o[2 * i + 1] == 0) << i)
 }
 
 /// For every set of zero groups (as [`zero_groups`] gives them), where its
-/// longest run of at least two starts (the first of equal ones) and how
-/// long it is; start 8 where there is none.
-const ZERO_RUNS: [(u8, u8); 256] = {
-    let mut t = [(8u8, 0u8); 256];
+/// longest run of at least two starts (the first of equal ones), where it
+/// ends, and how many colons stand for it: one, and one more at either end
+/// of the address (`::1`, `1::`, `::`). Where there is none, it starts and
+/// ends at 8 and takes no colon.
+const ZERO_RUNS: [[u8; 3]; 256] = {
+    let mut t = [[8u8, 8, 0]; 256];
     let mut m = 0;
     while m < 256 {
-        let (mut cur_len, mut i) = (0, 0);
+        let (mut cur_len, mut best, mut i) = (0, 0, 0);
         while i < 8 {
-            if m >> (7 - i) & 1 == 1 {
+            if m >> i & 1 == 1 {
                 cur_len += 1;
-                if cur_len >= 2 && cur_len > t[m].1 {
-                    t[m] = (i + 1 - cur_len, cur_len);
+                if cur_len >= 2 && cur_len > best {
+                    best = cur_len;
+                    let start = i + 1 - cur_len;
+                    let colons = 1 + (start == 0) as u8 + (i == 7) as u8;
+                    t[m] = [start, i + 1, colons];
                 }
             } else {
                 cur_len = 0;
@@ -1010,11 +1171,12 @@ const HEX2: [u16; 256] = {
 /// and a colon; the text's length counts the colon.
 #[inline(always)]
 fn hex16(hi: u8, lo: u8) -> (u64, usize) {
-    let text = u64::from(HEX2[usize::from(hi)]) | u64::from(HEX2[usize::from(lo)]) << 16;
+    let text = u64::from(HEX2[usize::from(hi)])
+        | u64::from(HEX2[usize::from(lo)]) << 16
+        | u64::from(b':') << 32;
     // Leading zero nibbles; a zero group still shows one.
-    let skip = ((u32::from(hi) << 8 | u32::from(lo) | 1).leading_zeros() - 16) as usize / 4;
-    let len = 4 - skip;
-    (text >> (8 * skip) | u64::from(b':') << (8 * len), len + 1)
+    let skip = (u16::from_be_bytes([hi, lo]) | 1).leading_zeros() as usize / 4;
+    (text >> (8 * skip), 5 - skip)
 }
 
 fn needs_quotes(b: &[u8]) -> bool {
@@ -1131,6 +1293,20 @@ mod tests {
             let mut out = b"x".to_vec();
             via_cursor(&mut out, |c| unsafe { c.put_dec(v) });
             assert_eq!(out, format!("x{v}").into_bytes());
+            let mut out = b"x".to_vec();
+            via_cursor(&mut out, |c| unsafe { c.put_dec_comma(v) });
+            assert_eq!(out, format!("x{v},").into_bytes());
+        }
+        let mut out = Vec::new();
+        for v in 0..1_000_000u32 {
+            out.clear();
+            via_cursor(&mut out, |c| unsafe { c.put_dec6_comma(v) });
+            assert_eq!(out, format!("{v},").into_bytes());
+            if v % 997 == 0 {
+                out.clear();
+                via_cursor(&mut out, |c| unsafe { c.put_dec6(v) });
+                assert_eq!(out, v.to_string().into_bytes());
+            }
         }
         for o in 0..=255u8 {
             let ip = IpAddr::from([o, 255 - o, o / 7, 10]);
@@ -1431,9 +1607,9 @@ mod tests {
             // Mostly counting up, through carries; now and then a jump.
             packet = match i % 97 {
                 0 => next() % 1_000_000_000_000,
+                // Counts up through the largest number and wraps to 0.
                 1 => u64::MAX - 1,
-                2 => 0,
-                3 => 99_999_999_998,
+                4 => 99_999_999_998,
                 _ => packet.wrapping_add(1),
             };
             let time = match i % 7 {
@@ -1520,5 +1696,166 @@ mod tests {
             write_row(r, &mut through_threads);
         }
         assert_eq!(String::from_utf8(through_threads).unwrap(), want);
+    }
+
+    /// Packet numbers that count up within the same second, through every
+    /// carry (including the one that adds a digit and the wrap past the
+    /// largest number), as the cached `packet,seconds` text counts them.
+    #[test]
+    fn packet_numbers_counting_up_match_the_reference() {
+        let mut rows = Vec::new();
+        for (k, start) in [
+            0u64,
+            7,
+            95,
+            995,
+            999_990,
+            99_999_990,
+            9_999_999_999_999_999_990,
+            u64::MAX - 5,
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            for i in 0..24u64 {
+                // The seconds change once within a run, and at its start.
+                let secs = 1_704_067_200 + k as u64 + u64::from(i >= 13);
+                let mut r = Row::new(
+                    start.wrapping_add(i),
+                    Timestamp::from_secs_nanos(secs, i * 1_000_017),
+                );
+                r.chains.push(Hook::Prerouting);
+                rows.push(r);
+            }
+        }
+        let want = String::from_utf8(reference(&rows)).unwrap();
+        assert_eq!(String::from_utf8(written(&rows)).unwrap(), want);
+        let mut through_threads = format!("{HEADER}\n").into_bytes();
+        for r in &rows {
+            write_row(r, &mut through_threads);
+        }
+        assert_eq!(String::from_utf8(through_threads).unwrap(), want);
+    }
+
+    /// Rows whose tails differ in one field only, each next to the one it
+    /// differs from and again later: a key that missed a field, or two
+    /// keys given the same slot and its neighbour, would show another
+    /// row's tail.
+    #[test]
+    fn tails_one_field_apart_stay_apart() {
+        let label = |s: &str| Some(Arc::<str>::from(s));
+        let mut base = Row::new(1, Timestamp::from_secs_nanos(1_704_067_200, 5_000));
+        base.chains.push(Hook::Prerouting);
+        base.chains.push(Hook::Forward);
+        base.ctstate = Some(CtState::Established);
+        base.ctdir = Some(Dir::Original);
+        base.ctstatus = Some(Status(Status::SEEN_REPLY | Status::CONFIRMED));
+        base.tcp_state = Some(TcpState::Established);
+        base.verdict = RowVerdict::Accept;
+        base.rule = label("filter:FORWARD:2");
+        let mut variants: Vec<Row> = Vec::new();
+        let mut vary = |f: &dyn Fn(&mut Row)| {
+            let mut r = base.clone();
+            f(&mut r);
+            variants.push(r);
+        };
+        for s in [
+            None,
+            Some(CtState::New),
+            Some(CtState::Related),
+            Some(CtState::Invalid),
+            Some(CtState::Untracked),
+        ] {
+            vary(&|r| r.ctstate = s);
+        }
+        for d in [None, Some(Dir::Reply)] {
+            vary(&|r| r.ctdir = d);
+        }
+        for t in [
+            None,
+            Some(TcpState::None),
+            Some(TcpState::SynSent),
+            Some(TcpState::SynRecv),
+            Some(TcpState::FinWait),
+            Some(TcpState::CloseWait),
+            Some(TcpState::LastAck),
+            Some(TcpState::TimeWait),
+            Some(TcpState::Close),
+            Some(TcpState::SynSent2),
+        ] {
+            vary(&|r| r.tcp_state = t);
+        }
+        for v in [
+            RowVerdict::Drop,
+            RowVerdict::Reject,
+            RowVerdict::NotIp,
+            RowVerdict::Defrag,
+        ] {
+            vary(&|r| r.verdict = v);
+        }
+        for hooks in [
+            &[][..],
+            &[Hook::Prerouting],
+            &[Hook::Prerouting, Hook::Input],
+            &[Hook::Prerouting, Hook::Forward, Hook::Postrouting],
+            &[Hook::Output, Hook::Forward],
+        ] {
+            vary(&|r| {
+                r.chains = HookTrail::default();
+                hooks.iter().for_each(|&h| r.chains.push(h));
+            });
+        }
+        // Every status bit, none, no bits, and bits past the cached ones.
+        for st in (0..32).map(|b| Some(Status(1 << b))).chain([
+            None,
+            Some(Status(0)),
+            Some(Status(0x1_000a)),
+        ]) {
+            vary(&|r| r.ctstatus = st);
+        }
+        for n in (0..32).map(|b| 1 << b).chain([0x1fff, 0xffff_ffff]) {
+            vary(&|r| r.notes = Notes(n));
+        }
+        // The same text at another address is another key, with the same tail.
+        for rule in [None, label("filter:FORWARD:2"), label("filter:FORWARD:3")] {
+            vary(&|r| r.rule = rule.clone());
+        }
+        let mut rows = Vec::new();
+        for v in &variants {
+            rows.extend([base.clone(), v.clone(), base.clone(), v.clone()]);
+        }
+        rows.extend(variants.iter().cloned());
+        rows.extend(variants.iter().rev().cloned());
+        for (i, r) in rows.iter_mut().enumerate() {
+            r.packet = i as u64 + 1;
+        }
+        let want = String::from_utf8(reference(&rows)).unwrap();
+        assert_eq!(String::from_utf8(written(&rows)).unwrap(), want);
+    }
+
+    #[test]
+    fn zero_groups_match_the_portable_reckoning() {
+        let mut x = 0x1234_5678_9abc_def1u64;
+        for m in 0..=255u32 {
+            for k in 0..8 {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                let mut o = [0u8; 16];
+                for g in 0..8 {
+                    if m >> g & 1 == 0 {
+                        // A nonzero group: one bit, low or high, or any.
+                        let v = match k % 3 {
+                            0 => 1u16 << (x >> (4 * g) & 15),
+                            1 => 0x8000 >> g,
+                            _ => (x >> (8 * g)) as u16 | 1,
+                        };
+                        o[2 * g..2 * g + 2].copy_from_slice(&v.to_be_bytes());
+                    }
+                }
+                assert_eq!(zero_groups(&o), m as u8, "{o:?}");
+                assert_eq!(zero_groups_portable(&o), m as u8, "{o:?}");
+            }
+        }
     }
 }
