@@ -30,11 +30,15 @@
 //! Workers are plain threads joined by bounded channels rather than rayon
 //! tasks: each is a long-lived stage with its own state that blocks on its
 //! input, which is what channels are for; rayon's pool is for fork-join work
-//! and must not block. The number of batches in flight is fixed, so memory is
-//! the live connection tables plus a constant window, whatever the capture
-//! size — except while a fragment's row is held: rows behind it wait in the
-//! merger until its datagram completes or times out (`ipfrag_time`, 30 s of
-//! capture time by default).
+//! and must not block. Memory is the live connection tables plus a constant
+//! window, whatever the capture size: a worker that reads for itself sends
+//! its rows every few batches and waits once a few such chunks are still
+//! unwritten ([`CHUNKS_AHEAD`]), so no worker runs far ahead of the others;
+//! the reader thread of a stream has a fixed number of batches in flight;
+//! and the pages of a mapped capture behind the readers are released. The
+//! exception is a held fragment's row: the rows behind it wait in the merger
+//! until its datagram completes or times out (`ipfrag_time`, 30 s of capture
+//! time by default).
 //!
 //! What it does not do: split traffic that conntrack couples across
 //! addresses. Rulesets with global state (`limit`, `recent`, …) and a
