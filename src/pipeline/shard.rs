@@ -33,7 +33,7 @@
 //! and must not block. Memory is the live connection tables plus a constant
 //! window, whatever the capture size: a worker that reads for itself sends
 //! its rows every few batches and waits once a few such chunks are still
-//! unwritten ([`CHUNKS_AHEAD`]), so no worker runs far ahead of the others;
+//! unwritten (`CHUNKS_AHEAD`), so no worker runs far ahead of the others;
 //! the reader thread of a stream has a fixed number of batches in flight;
 //! and the pages of a mapped capture behind the readers are released. The
 //! exception is a held fragment's row: the rows behind it wait in the merger
