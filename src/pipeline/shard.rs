@@ -52,7 +52,7 @@ use super::{Firewall, ReplayError, ReplayStats, Sink};
 use super::{Progress, RowFormat};
 use crate::capture::{CaptureBytes, CaptureError, CaptureReader, Frame, Linktype};
 use crate::conntrack::proto::icmp::{self, IcmpClass};
-use crate::conntrack::{Conntrack, Event, EventKind, Sysctls, Tuple};
+use crate::conntrack::{Conntrack, Event, EventKind, Sysctls};
 use crate::pipeline::EngineConfig;
 use crate::report::Row;
 use crate::report::summary::Summary;
@@ -94,14 +94,18 @@ pub fn coupling(rules: &Ruleset, cfg: &EngineConfig) -> Option<&'static str> {
 /// The shard key of a decoded packet: a hash of the unordered address pair
 /// of the tuple conntrack will look up (for an ICMP error, the quoted
 /// packet's; for a fragment, the outer one, which is the datagram's).
+///
+/// An ICMP error goes by the quoted addresses whenever the quoted IP header
+/// can be read, even where the quoted transport header is too short for a
+/// tuple: the row of such an error still names the entry it is about (see
+/// [`crate::conntrack::Conntrack::peek`]), which lives in that shard.
 pub fn packet_key(pkt: &Packet<'_>) -> u64 {
     if pkt.frag.is_none()
         && let L4::Icmp(ic) | L4::Icmpv6(ic) = pkt.l4
         && icmp::classify(pkt.proto, ic.icmp_type) == IcmpClass::Error
         && let Some(Ok(inner)) = pkt.inner()
-        && let Some(t) = Tuple::from_inner(&inner)
     {
-        return pair_hash(t.src, t.dst);
+        return pair_hash(inner.src, inner.dst);
     }
     pair_hash(pkt.src, pkt.dst)
 }
@@ -1201,6 +1205,7 @@ fn write_ready(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::conntrack::Tuple;
     use crate::report::RowVerdict;
 
     fn v4(s: &str) -> IpAddr {
