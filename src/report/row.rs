@@ -1424,6 +1424,18 @@ mod tests {
         w.into_inner().unwrap()
     }
 
+    /// `rows` through a [`RowWriter`] and through [`write_row`] (the
+    /// workers' per-thread formatter) give the csv-crate reference's text.
+    fn assert_both_writers_match_the_reference(rows: &[Row]) {
+        let want = String::from_utf8(reference(rows)).unwrap();
+        assert_eq!(String::from_utf8(written(rows)).unwrap(), want);
+        let mut through_threads = format!("{HEADER}\n").into_bytes();
+        for r in rows {
+            write_row(r, &mut through_threads);
+        }
+        assert_eq!(String::from_utf8(through_threads).unwrap(), want);
+    }
+
     fn written(rows: &[Row]) -> Vec<u8> {
         let mut w = RowWriter::new(Vec::new()).unwrap();
         for r in rows {
@@ -1689,13 +1701,7 @@ mod tests {
             rows.push(r);
         }
         let doubled: Vec<Row> = rows.iter().flat_map(|r| [r.clone(), r.clone()]).collect();
-        let want = String::from_utf8(reference(&doubled)).unwrap();
-        assert_eq!(String::from_utf8(written(&doubled)).unwrap(), want);
-        let mut through_threads = format!("{HEADER}\n").into_bytes();
-        for r in &doubled {
-            write_row(r, &mut through_threads);
-        }
-        assert_eq!(String::from_utf8(through_threads).unwrap(), want);
+        assert_both_writers_match_the_reference(&doubled);
     }
 
     /// Packet numbers that count up within the same second, through every
@@ -1728,13 +1734,7 @@ mod tests {
                 rows.push(r);
             }
         }
-        let want = String::from_utf8(reference(&rows)).unwrap();
-        assert_eq!(String::from_utf8(written(&rows)).unwrap(), want);
-        let mut through_threads = format!("{HEADER}\n").into_bytes();
-        for r in &rows {
-            write_row(r, &mut through_threads);
-        }
-        assert_eq!(String::from_utf8(through_threads).unwrap(), want);
+        assert_both_writers_match_the_reference(&rows);
     }
 
     /// Rows whose tails differ in one field only, each next to the one it

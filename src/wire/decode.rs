@@ -163,21 +163,13 @@ fn l4_common(icmp: bool, proto: u8, seg: &[u8], l4_len: usize) -> Option<L4<'_>>
         if hl < 20 || hl > l4_len || hl > seg.len() {
             return None;
         }
-        let ack = u32::from_be_bytes([seg[8], seg[9], seg[10], seg[11]]);
-        let options = &seg[20..hl];
-        return Some(L4::Tcp(Tcp {
-            sport: u16::from_be_bytes([seg[0], seg[1]]),
-            dport: u16::from_be_bytes([seg[2], seg[3]]),
-            seq: u32::from_be_bytes([seg[4], seg[5], seg[6], seg[7]]),
-            ack,
-            flags: seg[13],
-            window: u16::from_be_bytes([seg[14], seg[15]]),
-            header_len: hl as u8,
-            payload_len: (l4_len - hl) as u32,
-            opts: tcp_options(options, ack),
-            options,
-            payload: &seg[hl..],
-        }));
+        return Some(L4::Tcp(tcp_header(
+            seg,
+            hl,
+            l4_len,
+            &seg[20..hl],
+            &seg[hl..],
+        )));
     }
     if l4_len < 8 || seg.len() < 8 {
         return None;
@@ -705,9 +697,29 @@ fn tcp(seg: &[u8], l4_len: usize) -> Result<L4<'_>, DecodeError> {
     if hl < 20 || hl > l4_len {
         return Ok(L4::Malformed);
     }
-    let ack = u32::from_be_bytes([seg[8], seg[9], seg[10], seg[11]]);
     let options = &seg[20..hl.min(seg.len())];
-    Ok(L4::Tcp(Tcp {
+    Ok(L4::Tcp(tcp_header(
+        seg,
+        hl,
+        l4_len,
+        options,
+        seg.get(hl..).unwrap_or(&[]),
+    )))
+}
+
+/// The TCP header of `seg` (at least its 20 fixed bytes), whose header
+/// length `hl` (from the data offset) lies within `l4_len`, with the
+/// option and payload bytes as the caller found them captured.
+#[inline(always)]
+fn tcp_header<'a>(
+    seg: &'a [u8],
+    hl: usize,
+    l4_len: usize,
+    options: &'a [u8],
+    payload: &'a [u8],
+) -> Tcp<'a> {
+    let ack = u32::from_be_bytes([seg[8], seg[9], seg[10], seg[11]]);
+    Tcp {
         sport: u16::from_be_bytes([seg[0], seg[1]]),
         dport: u16::from_be_bytes([seg[2], seg[3]]),
         seq: u32::from_be_bytes([seg[4], seg[5], seg[6], seg[7]]),
@@ -718,8 +730,8 @@ fn tcp(seg: &[u8], l4_len: usize) -> Result<L4<'_>, DecodeError> {
         payload_len: (l4_len - hl) as u32,
         opts: tcp_options(options, ack),
         options,
-        payload: seg.get(hl..).unwrap_or(&[]),
-    }))
+        payload,
+    }
 }
 
 const TCPOPT_EOL: u8 = 0;
