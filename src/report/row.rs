@@ -1568,19 +1568,9 @@ mod tests {
             Some(CtState::Invalid),
             Some(CtState::Untracked),
         ];
-        let tcp_states = [
-            None,
-            Some(TcpState::None),
-            Some(TcpState::SynSent),
-            Some(TcpState::SynRecv),
-            Some(TcpState::Established),
-            Some(TcpState::FinWait),
-            Some(TcpState::CloseWait),
-            Some(TcpState::LastAck),
-            Some(TcpState::TimeWait),
-            Some(TcpState::Close),
-            Some(TcpState::SynSent2),
-        ];
+        let tcp_states: Vec<Option<TcpState>> = std::iter::once(None)
+            .chain(TcpState::ALL.map(Some))
+            .collect();
         let verdicts = [
             RowVerdict::Accept,
             RowVerdict::Drop,
@@ -1771,18 +1761,12 @@ mod tests {
         for d in [None, Some(Dir::Reply)] {
             vary(&|r| r.ctdir = d);
         }
-        for t in [
-            None,
-            Some(TcpState::None),
-            Some(TcpState::SynSent),
-            Some(TcpState::SynRecv),
-            Some(TcpState::FinWait),
-            Some(TcpState::CloseWait),
-            Some(TcpState::LastAck),
-            Some(TcpState::TimeWait),
-            Some(TcpState::Close),
-            Some(TcpState::SynSent2),
-        ] {
+        // Every other value than the base row's (ESTABLISHED).
+        for t in std::iter::once(None).chain(
+            (TcpState::ALL.into_iter())
+                .filter(|&s| s != TcpState::Established)
+                .map(Some),
+        ) {
             vary(&|r| r.tcp_state = t);
         }
         for v in [

@@ -71,6 +71,20 @@ pub enum TcpState {
 }
 
 impl TcpState {
+    /// Every state, in the kernel's order.
+    pub const ALL: [TcpState; 10] = [
+        TcpState::None,
+        TcpState::SynSent,
+        TcpState::SynRecv,
+        TcpState::Established,
+        TcpState::FinWait,
+        TcpState::CloseWait,
+        TcpState::LastAck,
+        TcpState::TimeWait,
+        TcpState::Close,
+        TcpState::SynSent2,
+    ];
+
     /// The name `conntrack -L` and `/proc/net/nf_conntrack` print.
     pub fn name(self) -> &'static str {
         match self {
