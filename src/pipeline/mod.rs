@@ -242,7 +242,7 @@ fn replay_inline(
             *err = Some(e);
         }
     }
-    reader.keep_behind(2 * (shard::BATCH_BYTES + (64 << 10)));
+    reader.keep_behind(shard::KEEP_BEHIND);
     let keying = shard::Keying {
         jobs: 1,
         frames: shard::OWN_BATCH_FRAMES,

@@ -64,8 +64,6 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::sync::mpsc::{Receiver, Sender, SyncSender, channel, sync_channel};
 
-/// Most frames in a batch.
-pub(crate) const BATCH_FRAMES: usize = 4096;
 /// Frames per batch where the thread that reads a batch also processes it:
 /// small enough that the frames read are still in its cache when their
 /// turn comes.
@@ -74,7 +72,13 @@ pub(crate) const OWN_BATCH_FRAMES: usize = 256;
 /// to keep hand-offs rare.
 const SHARED_BATCH_FRAMES: usize = 1024;
 /// A batch is also closed when its frame bytes pass this size.
-pub(crate) const BATCH_BYTES: usize = 4 << 20;
+const BATCH_BYTES: usize = 4 << 20;
+/// What a streamed batch's buffer holds: its bytes and the frame that
+/// passed the limit.
+const BATCH_BUFFER: usize = BATCH_BYTES + (64 << 10);
+/// Capture bytes a reader keeps mapped behind it: the batch being read and
+/// the one before, whose frames are still being processed.
+pub(crate) const KEEP_BEHIND: usize = 2 * BATCH_BUFFER;
 /// Most shards (shard numbers are `u16`).
 pub const MAX_JOBS: usize = 256;
 
@@ -113,17 +117,19 @@ pub fn packet_key(pkt: &Packet<'_>) -> u64 {
 /// The shard key of a frame; frames that do not decode touch no shared state
 /// and get key 0.
 pub fn frame_key(frame: &Frame<'_>) -> u64 {
+    key_with_hint(frame, wire::hint::flow_hint(frame).as_ref())
+}
+
+/// [`frame_key`], given the frame's flow hint (the reader computes it once,
+/// for the key and the table hash).
+#[inline]
+fn key_with_hint(frame: &Frame<'_>, hint: Option<&wire::hint::FlowHint>) -> u64 {
     // The common shapes without a full decode: the hint gives up on ICMP
     // errors and fragments, whose keys need the decoder. Where it answers
     // and the decoder would too, the addresses are the same ones.
-    if let Some(h) = wire::hint::flow_hint(frame) {
+    if let Some(h) = hint {
         return pair_hash(h.src, h.dst);
     }
-    frame_key_decoded(frame)
-}
-
-/// [`frame_key`] by the decoder, for the frames the hint gives up on.
-fn frame_key_decoded(frame: &Frame<'_>) -> u64 {
     match wire::decode(frame) {
         Ok(p) => packet_key(&p),
         Err(_) => 0,
@@ -509,7 +515,7 @@ impl<'r> ShardRun<'r> {
             order: LocalOrder::default(),
             ready: Vec::with_capacity(16),
             now: Timestamp(0),
-            own: Vec::with_capacity(BATCH_FRAMES),
+            own: Vec::with_capacity(SHARED_BATCH_FRAMES),
             id,
             trace: cfg.trace,
         }
@@ -744,11 +750,7 @@ pub(crate) fn fill_batch(
         // the table hash, where its shape is a common one.
         let hint = wire::hint::flow_hint(&f);
         let shard = if keying.jobs > 1 {
-            let key = match &hint {
-                Some(h) => pair_hash(h.src, h.dst),
-                None => frame_key_decoded(&f),
-            };
-            shard_of(key, keying.jobs) as u16
+            shard_of(key_with_hint(&f, hint.as_ref()), keying.jobs) as u16
         } else {
             0
         };
@@ -831,7 +833,7 @@ fn read(
         let mut b = if allocated < in_flight {
             allocated += 1;
             Batch {
-                data: Vec::with_capacity(BATCH_BYTES + (64 << 10)),
+                data: Vec::with_capacity(BATCH_BUFFER),
                 slots: Vec::with_capacity(SHARED_BATCH_FRAMES),
                 ..Batch::default()
             }
@@ -894,7 +896,7 @@ fn worker(
         hash_for: Some(id),
     };
     if let Source::Own(reader) = &mut source {
-        reader.keep_behind(2 * (BATCH_BYTES + (64 << 10)));
+        reader.keep_behind(KEEP_BEHIND);
     }
     // Chunks sent and not yet back; only a worker that reads for itself
     // waits for them (batches from the reader thread keep workers within
