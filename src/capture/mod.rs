@@ -22,6 +22,7 @@ mod reader;
 
 pub use error::{CaptureError, RecordRef};
 pub use mapped::CaptureBytes;
+pub use parse::RecordSpan;
 pub use reader::{CaptureReader, Interface, MAX_RECORD};
 
 use crate::time::Timestamp;

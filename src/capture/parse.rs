@@ -84,6 +84,55 @@ pub(super) struct FrameMeta {
     pub(super) caplen: usize,
 }
 
+/// A pcap record whose bytes lie whole in a capture in memory, as
+/// [`super::CaptureReader::next_records`] hands it out: the frame's
+/// metadata, and where its captured bytes lie in the capture. Its interface
+/// is 0, which has no name (a pcap file's only interface).
+#[derive(Debug, Clone, Copy)]
+pub struct RecordSpan {
+    pub index: u64,
+    pub ts: Timestamp,
+    pub linktype: Linktype,
+    pub orig_len: u32,
+    pub start: usize,
+    pub end: usize,
+}
+
+/// The fields of a pcap record header that the short path uses.
+struct PcapHead {
+    caplen: usize,
+    ts: Timestamp,
+    orig_len: u32,
+}
+
+/// The record at the start of `d`, if the short path takes it: its 16-byte
+/// header reads, its caplen is within [`MAX_RECORD`] and the whole record
+/// lies in `d`.
+#[inline(always)]
+fn pcap_whole(d: &[u8], big_endian: bool, nanos: bool, header_len: usize) -> Option<PcapHead> {
+    let h: &[u8; 16] = d.first_chunk::<16>()?;
+    let field = |i: usize| {
+        let v = u32::from_le_bytes([h[i], h[i + 1], h[i + 2], h[i + 3]]);
+        if big_endian { v.swap_bytes() } else { v }
+    };
+    let caplen = field(8) as usize;
+    // `header_len + caplen <= d.len()` also covers the 24-byte modified
+    // header.
+    if caplen > MAX_RECORD || header_len + caplen > d.len() {
+        return None;
+    }
+    let sub = if nanos {
+        u64::from(field(4))
+    } else {
+        u64::from(field(4)) * 1000
+    };
+    Some(PcapHead {
+        caplen,
+        ts: Timestamp(u64::from(field(0)) * 1_000_000_000 + sub),
+        orig_len: field(12),
+    })
+}
+
 /// The format state of one capture: byte order, interfaces, sections, the
 /// packet count, and the record handed out last.
 #[derive(Debug)]
@@ -275,6 +324,12 @@ impl Parser {
         self.pending
     }
 
+    /// The record handed out last is done with: its length, for the
+    /// window to consume.
+    pub(super) fn take_pending(&mut self) -> usize {
+        std::mem::take(&mut self.pending)
+    }
+
     /// The next packet record, or `None` at the end of the capture.
     #[inline]
     pub(super) fn next(&mut self, w: &mut impl Window) -> Result<Option<FrameMeta>, CaptureError> {
@@ -340,36 +395,83 @@ impl Parser {
             return None;
         };
         let d = w.data();
-        let h: &[u8; 16] = d.get(..16)?.try_into().ok()?;
-        let field = |i: usize| {
-            let v = u32::from_le_bytes([h[i], h[i + 1], h[i + 2], h[i + 3]]);
-            if big_endian { v.swap_bytes() } else { v }
-        };
-        let caplen = field(8) as usize;
-        let len = header_len + caplen;
-        // `len <= d.len()` also covers the 24-byte modified header.
-        if caplen > MAX_RECORD || len > d.len() {
-            return None;
-        }
+        let r = pcap_whole(d, big_endian, nanos, header_len)?;
+        let len = header_len + r.caplen;
         w.next_record_at(len);
         self.packets += 1;
-        let sub = if nanos {
-            u64::from(field(4))
-        } else {
-            u64::from(field(4)) * 1000
-        };
-        let ts = Timestamp(u64::from(field(0)) * 1_000_000_000 + sub);
         self.pending = len;
-        self.last_ts = ts;
+        self.last_ts = r.ts;
         Some(FrameMeta {
             index: self.packets,
-            ts,
+            ts: r.ts,
             linktype: self.interfaces[0].linktype,
-            orig_len: field(12),
+            orig_len: r.orig_len,
             interface: 0,
             data_start: header_len,
-            caplen,
+            caplen: r.caplen,
         })
+    }
+
+    /// The short path over a run of records of a capture in memory: from
+    /// `pos` in `all` (the whole capture), every pcap record
+    /// [`Parser::next_pcap_whole`] would take, until `max_frames` of them or
+    /// `max_bytes` of captured bytes have been handed to `each`, or a record
+    /// it would not take comes. Each gets what that path gives, with its
+    /// bytes' place in `all`. Returns how many records were handed out and
+    /// the position after the last; the record there (if any) is for
+    /// [`Parser::next`]. Nothing is pending before or after.
+    #[inline]
+    pub(super) fn pcap_run(
+        &mut self,
+        all: &[u8],
+        mut pos: usize,
+        max_frames: usize,
+        max_bytes: usize,
+        each: &mut impl FnMut(RecordSpan, &[u8]),
+    ) -> (usize, usize) {
+        debug_assert_eq!(self.pending, 0);
+        #[cfg(test)]
+        if !self.short_path {
+            return (0, pos);
+        }
+        let Format::Pcap {
+            big_endian,
+            nanos,
+            header_len,
+        } = self.format
+        else {
+            return (0, pos);
+        };
+        if self.finished {
+            return (0, pos);
+        }
+        let linktype = self.interfaces[0].linktype;
+        let (mut n, mut bytes) = (0, 0);
+        while n < max_frames && bytes < max_bytes {
+            let Some(r) = all
+                .get(pos..)
+                .and_then(|d| pcap_whole(d, big_endian, nanos, header_len))
+            else {
+                break;
+            };
+            self.packets += 1;
+            self.last_ts = r.ts;
+            let start = pos + header_len;
+            let end = start + r.caplen;
+            let span = RecordSpan {
+                index: self.packets,
+                ts: r.ts,
+                linktype,
+                orig_len: r.orig_len,
+                start,
+                end,
+            };
+            each(span, &all[start..end]);
+            pos = end;
+            n += 1;
+            bytes += r.caplen;
+        }
+        (n, pos)
     }
 
     fn record_ref(&self, head: &RecordHead) -> RecordRef {

@@ -30,7 +30,7 @@ use super::RecordRef;
 use super::mapped::{CaptureBytes, MemWindow};
 #[cfg(test)]
 use super::parse::{BYTE_ORDER_MAGIC, EPB_TYPE, PB_TYPE, SHB_TYPE, SPB_TYPE};
-use super::parse::{FrameMeta, Parser, Window};
+use super::parse::{FrameMeta, Parser, RecordSpan, Window};
 use super::{CaptureError, Frame, Linktype};
 #[cfg(test)]
 use crate::time::Timestamp;
@@ -247,6 +247,44 @@ impl<R: Read> CaptureReader<R> {
             },
         };
         Ok(Some(frame(parser, meta, data)))
+    }
+}
+
+impl<R: Read> CaptureReader<R> {
+    /// Many frames at once, for the common case of a pcap file in memory:
+    /// hands `each` the records that lie whole in it, with their bytes,
+    /// until `max_frames` frames or `max_bytes` captured bytes have been
+    /// handed out, or a record comes that needs [`CaptureReader::next_frame`]
+    /// (a pcapng block, a record cut short, the end of the capture, a
+    /// streamed capture). Returns how many it handed out; 0 means: ask
+    /// `next_frame`. Mixing the two gives the frames, in order, that
+    /// `next_frame` alone gives.
+    ///
+    /// It exists for speed: one call per batch instead of one per frame,
+    /// and the capture fetched into cache linearly, a few kilobytes ahead
+    /// of the frame handed out.
+    pub fn next_records(
+        &mut self,
+        max_frames: usize,
+        max_bytes: usize,
+        mut each: impl FnMut(RecordSpan, &[u8]),
+    ) -> usize {
+        let CaptureReader { parser, src, .. } = self;
+        let Source::Memory(w) = src else {
+            return 0;
+        };
+        if parser.pending() != 0 {
+            w.consume(parser.take_pending());
+        }
+        // Cloned so that the window can move on while its bytes are read.
+        let bytes = Arc::clone(w.bytes());
+        let from = w.offset() as usize;
+        let (n, to) = parser.pcap_run(&bytes, from, max_frames, max_bytes, &mut |r, data| {
+            w.fetch_ahead(r.end);
+            each(r, data)
+        });
+        w.consume(to - from);
+        n
     }
 }
 
@@ -714,6 +752,42 @@ mod tests {
         out
     }
 
+    /// As [`transcript`], reading runs of records with `next_records` (at
+    /// most `run` at a time) and single frames where it hands out none.
+    fn transcript_in_runs(mut r: CaptureReader, run: usize) -> Vec<String> {
+        let mut out = Vec::new();
+        for _ in 0..100_000 {
+            let got = r.next_records(run, usize::MAX, |s, data| {
+                out.push(format!(
+                    "{} {:?} {} {} 0 None {:?} @{}",
+                    s.index, s.ts, s.linktype.0, s.orig_len, data, s.end
+                ))
+            });
+            assert!(got <= run);
+            if got > 0 {
+                assert_eq!(
+                    out.last().unwrap().rsplit('@').next().unwrap(),
+                    r.offset().to_string()
+                );
+                continue;
+            }
+            let item = match r.next_frame() {
+                Ok(Some(f)) => format!(
+                    "{} {:?} {} {} {} {:?} {:?}",
+                    f.index, f.ts, f.linktype.0, f.orig_len, f.interface, f.interface_name, f.data
+                ),
+                Ok(None) => "end".to_string(),
+                Err(e) => format!("error {e} {}", e.is_resumable()),
+            };
+            let done = item == "end" || (item.starts_with("error") && item.ends_with("false"));
+            out.push(format!("{item} @{}", r.offset()));
+            if done {
+                break;
+            }
+        }
+        out
+    }
+
     /// The short record path gives what the general parser gives, on every
     /// repo capture and on thousands of damaged ones, mapped and streamed.
     #[test]
@@ -771,6 +845,10 @@ mod tests {
                 assert_eq!(transcript(fast, true), want, "mapped");
                 let streamed = CaptureReader::new(&b[..], "m").unwrap();
                 assert_eq!(transcript(streamed, true), want, "streamed");
+                for run in [1, 3, 1000] {
+                    let r = CaptureReader::from_bytes(b.clone(), "m").unwrap();
+                    assert_eq!(transcript_in_runs(r, run), want, "runs of {run}");
+                }
                 compared += 1;
             }
         }

@@ -725,6 +725,28 @@ pub(crate) fn fill_batch(
     // The last name per interface id, as an `ifname` value.
     let mut last_names: Vec<u16> = Vec::new();
     while b.slots.len() < keying.frames && bytes < BATCH_BYTES {
+        // Most captures are pcap files in memory: their records come in
+        // runs, without a call per frame.
+        let run = reader.next_records(
+            keying.frames - b.slots.len(),
+            BATCH_BYTES - bytes,
+            |r, data| {
+                let f = Frame {
+                    index: r.index,
+                    ts: r.ts,
+                    linktype: r.linktype,
+                    orig_len: r.orig_len,
+                    interface: 0,
+                    interface_name: None,
+                    data,
+                };
+                b.slots.push(keyed_slot(&f, keying, r.start, r.end, 0));
+                bytes += r.end - r.start;
+            },
+        );
+        if run > 0 {
+            continue;
+        }
         let Some(f) = reader.next_frame()? else {
             return Ok(false);
         };
@@ -746,25 +768,11 @@ pub(crate) fn fill_batch(
                 }
             }
         };
-        // One look at the frame's first bytes gives both the shard key and
-        // the table hash, where its shape is a common one.
-        let hint = wire::hint::flow_hint(&f);
-        let shard = if keying.jobs > 1 {
-            shard_of(key_with_hint(&f, hint.as_ref()), keying.jobs) as u16
-        } else {
-            0
-        };
-        let hash = match (hint, keying.hash_for) {
-            (Some(h), None) => Some(Conntrack::flow_hash(&h)),
-            (Some(h), Some(id)) if id == shard => Some(Conntrack::flow_hash(&h)),
-            _ => None,
-        };
         let (start, end) = match &b.capture {
             Some(c) => {
                 let at = c
                     .span_of(f.data)
                     .expect("a frame of a capture in memory lies in it");
-                prefetch_ahead(c, at.end, at.end - at.start);
                 (at.start, at.end)
             }
             None => {
@@ -774,39 +782,39 @@ pub(crate) fn fill_batch(
             }
         };
         bytes += end - start;
-        b.slots.push(Slot {
-            index: f.index,
-            ts: f.ts,
-            linktype: f.linktype,
-            orig_len: f.orig_len,
-            interface: f.interface,
-            start,
-            end,
-            shard,
-            ifname,
-            hash,
-        });
+        b.slots.push(keyed_slot(&f, keying, start, end, ifname));
     }
     Ok(true)
 }
 
-/// How far ahead of the frame being read the capture is fetched into
-/// cache: a few frames, so that the memory's latency is hidden.
-const READ_AHEAD: usize = 8 << 10;
-
-/// Asks for the bytes `READ_AHEAD` past a frame that ends at `end`, as many
-/// as the frame had. Record lengths ahead are not known, but records lie
-/// back to back, so fetching the capture linearly at the pace it is read
-/// covers every frame's headers (read by the keying and the decoder) and
-/// payload (read by the checksum). Only speed depends on it.
-#[inline]
-fn prefetch_ahead(c: &CaptureBytes, end: usize, len: usize) {
-    let from = end + READ_AHEAD;
-    let to = (from + len + 64).min(c.len());
-    let mut at = from & !63;
-    while at < to {
-        crate::conntrack::index::prefetch_line(c[at..].as_ptr());
-        at += 64;
+/// A frame's slot in a batch, with its shard and (where [`Keying::hash_for`]
+/// wants it and the frame has a common shape) its conntrack table hash.
+#[inline(always)]
+fn keyed_slot(f: &Frame<'_>, keying: Keying, start: usize, end: usize, ifname: u16) -> Slot {
+    // One look at the frame's first bytes gives both the shard key and the
+    // table hash, where its shape is a common one.
+    let hint = wire::hint::flow_hint(f);
+    let shard = if keying.jobs > 1 {
+        shard_of(key_with_hint(f, hint.as_ref()), keying.jobs) as u16
+    } else {
+        0
+    };
+    let hash = match (hint, keying.hash_for) {
+        (Some(h), None) => Some(Conntrack::flow_hash(&h)),
+        (Some(h), Some(id)) if id == shard => Some(Conntrack::flow_hash(&h)),
+        _ => None,
+    };
+    Slot {
+        index: f.index,
+        ts: f.ts,
+        linktype: f.linktype,
+        orig_len: f.orig_len,
+        interface: f.interface,
+        start,
+        end,
+        shard,
+        ifname,
+        hash,
     }
 }
 
