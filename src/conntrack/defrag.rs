@@ -410,6 +410,12 @@ impl Defrag {
         }
     }
 
+    /// Whether no fragment is held: [`Defrag::expire`] would find nothing.
+    #[inline]
+    pub fn is_idle(&self) -> bool {
+        self.queues.is_empty() && self.expired.is_empty()
+    }
+
     /// Removes the queues whose time is up at `now` (and those `push` found
     /// expired), oldest first.
     pub fn expire(&mut self, now: Timestamp, timeouts: DefragTimeouts) -> Vec<ExpiredQueue> {

@@ -559,10 +559,17 @@ impl Conntrack {
     /// Reaps expired entries and expectations (the kernel's gc worker). Only
     /// memory and DESTROY events depend on this; lookups ignore expired
     /// entries on their own.
+    #[inline]
     pub fn sweep(&mut self, now: Timestamp, packet: u64) {
-        if now.since(self.last_sweep) < SWEEP_EVERY {
-            return;
+        // Asked at every frame; due about once a second of capture time.
+        if now.since(self.last_sweep) >= SWEEP_EVERY {
+            self.sweep_now(now, packet);
         }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn sweep_now(&mut self, now: Timestamp, packet: u64) {
         self.last_sweep = now;
         let mut ids = std::mem::take(&mut self.scratch);
         self.table.expired(now, &mut ids);
