@@ -41,7 +41,7 @@ use std::cell::Cell;
 use std::fs::File;
 use std::io;
 use std::ops::{Deref, Range};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 /// How far behind the read position mapped pages stay mapped, unless the
 /// reader is told otherwise: room for a few large frames still in use.
@@ -63,6 +63,22 @@ const STEP: usize = 2 << 20;
 /// [`CaptureReader::open_streaming`](super::CaptureReader::open_streaming).
 pub struct CaptureBytes {
     repr: Repr,
+    /// Where each reader of these bytes is, and what has been unmapped.
+    readers: Mutex<Readers>,
+}
+
+/// The readers of one [`CaptureBytes`] (the sharded replay's workers each
+/// read the same map): pages are unmapped only behind the slowest of them,
+/// and each range once. A reader ahead of another that unmapped what lies
+/// behind itself would make the other fault every page in again, and both
+/// would ask the kernel to unmap the same range.
+#[derive(Debug, Default)]
+struct Readers {
+    /// Each reader's position as of its last step; `usize::MAX` once it is
+    /// gone.
+    pos: Vec<usize>,
+    /// Bytes before this have been unmapped.
+    released: usize,
 }
 
 enum Repr {
@@ -94,6 +110,7 @@ impl CaptureBytes {
         let _ = map.advise(Advice::Sequential);
         Ok(CaptureBytes {
             repr: Repr::Map(map),
+            readers: Mutex::default(),
         })
     }
 
@@ -101,6 +118,7 @@ impl CaptureBytes {
     pub fn from_vec(bytes: Vec<u8>) -> CaptureBytes {
         CaptureBytes {
             repr: Repr::Owned(bytes),
+            readers: Mutex::default(),
         }
     }
 
@@ -116,6 +134,49 @@ impl CaptureBytes {
         let start = (data.as_ptr() as usize).checked_sub(base)?;
         let end = start.checked_add(data.len())?;
         (end <= self.len()).then_some(start..end)
+    }
+
+    fn readers(&self) -> std::sync::MutexGuard<'_, Readers> {
+        // The lock guards plain numbers: a reader that panicked holding it
+        // left them consistent.
+        self.readers.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// A new reader, at the start; returns its number.
+    fn join(&self) -> usize {
+        let mut r = self.readers();
+        r.pos.push(0);
+        r.pos.len() - 1
+    }
+
+    /// Reader `id` is gone: it holds nothing back any more.
+    fn leave(&self, id: usize) {
+        self.readers().pos[id] = usize::MAX;
+    }
+
+    /// Reader `id` has reached `pos` and needs nothing more than `keep`
+    /// bytes behind it: unmaps what every reader has left that far behind,
+    /// and was not unmapped yet.
+    fn advance(&self, id: usize, pos: usize, keep: usize) {
+        let range = {
+            let mut r = self.readers();
+            r.pos[id] = pos;
+            let slowest = r.pos.iter().copied().min().unwrap_or(pos);
+            match slowest.checked_sub(keep) {
+                Some(upto) if upto > r.released => {
+                    let from = std::mem::replace(&mut r.released, upto);
+                    from..upto
+                }
+                _ => return,
+            }
+        };
+        self.release(range);
+    }
+
+    /// Bytes before this have been unmapped.
+    #[cfg(test)]
+    fn released(&self) -> usize {
+        self.readers().released
     }
 
     /// Unmaps `range` from this process (the pages stay in the page cache).
@@ -177,8 +238,8 @@ fn prefetch(bytes: &[u8], at: usize) {
 pub(super) struct MemWindow {
     bytes: Arc<CaptureBytes>,
     pos: usize,
-    /// Bytes before this have been unmapped.
-    released: usize,
+    /// This reader's number among the bytes' readers.
+    id: usize,
     /// The next position at which to look at what to release.
     next_step: usize,
     /// [`KEEP`] or as told; [`STEP`] (smaller in tests).
@@ -195,9 +256,9 @@ impl MemWindow {
 
     fn with_steps(bytes: Arc<CaptureBytes>, keep: usize, step_len: usize) -> MemWindow {
         MemWindow {
+            id: bytes.join(),
             bytes,
             pos: 0,
-            released: 0,
             next_step: step_len,
             keep,
             step_len,
@@ -216,12 +277,13 @@ impl MemWindow {
     #[cold]
     fn step(&mut self) {
         self.next_step = self.pos + self.step_len;
-        if let Some(upto) = self.pos.checked_sub(self.keep)
-            && upto > self.released
-        {
-            self.bytes.release(self.released..upto);
-            self.released = upto;
-        }
+        self.bytes.advance(self.id, self.pos, self.keep);
+    }
+}
+
+impl Drop for MemWindow {
+    fn drop(&mut self) {
+        self.bytes.leave(self.id);
     }
 }
 
@@ -334,9 +396,26 @@ mod tests {
             sum += u64::from(w.data()[0]);
             w.consume(4096.min(w.data().len()));
         }
-        assert_eq!(w.released, 6 << 20);
+        assert_eq!(bytes.released(), 6 << 20);
         // The released start of the map still holds the file's bytes.
         assert_eq!(&bytes[..1 << 20], &data[..1 << 20]);
         assert!(sum > 0);
+    }
+
+    #[test]
+    fn pages_are_released_behind_the_slowest_reader_once() {
+        let bytes = Arc::new(CaptureBytes::from_vec(vec![0; 16 << 20]));
+        let mut fast = MemWindow::with_steps(Arc::clone(&bytes), 2 << 20, 1 << 20);
+        let mut slow = MemWindow::with_steps(Arc::clone(&bytes), 2 << 20, 1 << 20);
+        fast.consume(12 << 20);
+        // The slow reader has not moved: nothing may go.
+        assert_eq!(bytes.released(), 0);
+        slow.consume(5 << 20);
+        assert_eq!(bytes.released(), 3 << 20);
+        fast.consume(1 << 20);
+        assert_eq!(bytes.released(), 3 << 20);
+        drop(slow);
+        fast.consume(1 << 20);
+        assert_eq!(bytes.released(), 12 << 20);
     }
 }
