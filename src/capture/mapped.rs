@@ -41,7 +41,9 @@ use std::cell::Cell;
 use std::fs::File;
 use std::io;
 use std::ops::{Deref, Range};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::thread::Thread;
 
 /// How far behind the read position mapped pages stay mapped, unless the
 /// reader is told otherwise: room for a few large frames still in use.
@@ -65,6 +67,11 @@ pub struct CaptureBytes {
     repr: Repr,
     /// Where each reader of these bytes is, and what has been unmapped.
     readers: Mutex<Readers>,
+    /// The furthest any reader has got, as of its last step.
+    lead: AtomicUsize,
+    /// The thread faulting pages in ahead of the readers, if one runs: a
+    /// reader's step wakes it.
+    prefaulter: OnceLock<Thread>,
 }
 
 /// The readers of one [`CaptureBytes`] (the sharded replay's workers each
@@ -74,9 +81,9 @@ pub struct CaptureBytes {
 /// would ask the kernel to unmap the same range.
 #[derive(Debug, Default)]
 struct Readers {
-    /// Each reader's position as of its last step; `usize::MAX` once it is
-    /// gone.
-    pos: Vec<usize>,
+    /// The first byte each reader may still read, as of its last step;
+    /// `usize::MAX` once it is gone.
+    from: Vec<usize>,
     /// Bytes before this have been unmapped.
     released: usize,
 }
@@ -111,6 +118,8 @@ impl CaptureBytes {
         Ok(CaptureBytes {
             repr: Repr::Map(map),
             readers: Mutex::default(),
+            lead: AtomicUsize::new(0),
+            prefaulter: OnceLock::new(),
         })
     }
 
@@ -119,6 +128,8 @@ impl CaptureBytes {
         CaptureBytes {
             repr: Repr::Owned(bytes),
             readers: Mutex::default(),
+            lead: AtomicUsize::new(0),
+            prefaulter: OnceLock::new(),
         }
     }
 
@@ -145,30 +156,38 @@ impl CaptureBytes {
     /// A new reader, at the start; returns its number.
     fn join(&self) -> usize {
         let mut r = self.readers();
-        r.pos.push(0);
-        r.pos.len() - 1
+        r.from.push(0);
+        r.from.len() - 1
     }
 
     /// Reader `id` is gone: it holds nothing back any more.
     fn leave(&self, id: usize) {
-        self.readers().pos[id] = usize::MAX;
+        self.readers().from[id] = usize::MAX;
     }
 
     /// Reader `id` has reached `pos` and needs nothing more than `keep`
-    /// bytes behind it: unmaps what every reader has left that far behind,
-    /// and was not unmapped yet.
+    /// bytes behind it. What every reader has left behind is unmapped: by
+    /// the [`Prefaulter`] where one runs (woken here), on the spot
+    /// otherwise.
     fn advance(&self, id: usize, pos: usize, keep: usize) {
+        self.readers().from[id] = pos.saturating_sub(keep);
+        self.lead.fetch_max(pos, Ordering::Release);
+        match self.prefaulter.get() {
+            Some(t) => t.unpark(),
+            None => self.release_unneeded(),
+        }
+    }
+
+    /// Unmaps what no reader needs any more and was not unmapped yet.
+    fn release_unneeded(&self) {
         let range = {
             let mut r = self.readers();
-            r.pos[id] = pos;
-            let slowest = r.pos.iter().copied().min().unwrap_or(pos);
-            match slowest.checked_sub(keep) {
-                Some(upto) if upto > r.released => {
-                    let from = std::mem::replace(&mut r.released, upto);
-                    from..upto
-                }
-                _ => return,
+            let upto = r.from.iter().copied().min().unwrap_or(0);
+            if upto <= r.released || upto == usize::MAX {
+                return;
             }
+            let from = std::mem::replace(&mut r.released, upto);
+            from..upto
         };
         self.release(range);
     }
@@ -200,6 +219,80 @@ impl CaptureBytes {
                 )
             };
         }
+    }
+}
+
+/// Map bytes faulted in at a time by the [`Prefaulter`].
+const PREFAULT_CHUNK: usize = 1 << 20;
+
+/// A thread that faults a map's pages in ahead of its readers
+/// (`MADV_POPULATE_READ`), so that they find their pages mapped instead of
+/// taking a page fault every few frames. A capture is read once, so without
+/// it every page of it is a fault on the reading thread's time; with it,
+/// they are taken a megabyte at a time, on another core where there is one.
+/// It stays `ahead` bytes in front of the furthest reader, so it adds that
+/// much, at most, to the resident set. Stopped and joined when dropped.
+pub struct Prefaulter {
+    stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Prefaulter {
+    /// Starts one for `bytes`; `None` where there is nothing to fault in
+    /// (a buffer, not a map) or it could not start (then readers fault
+    /// pages in themselves, as they otherwise would).
+    pub fn start(bytes: &Arc<CaptureBytes>, ahead: usize) -> Option<Prefaulter> {
+        if !bytes.is_map() || bytes.prefaulter.get().is_some() {
+            return None;
+        }
+        let stop = Arc::new(AtomicBool::new(false));
+        let (b, halt) = (Arc::clone(bytes), Arc::clone(&stop));
+        let thread = std::thread::Builder::new()
+            .name("ctsim-prefault".into())
+            .spawn(move || prefault(&b, ahead, &halt))
+            .ok()?;
+        let _ = bytes.prefaulter.set(thread.thread().clone());
+        Some(Prefaulter {
+            stop,
+            thread: Some(thread),
+        })
+    }
+}
+
+impl Drop for Prefaulter {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Release);
+        if let Some(t) = self.thread.take() {
+            t.thread().unpark();
+            let _ = t.join();
+        }
+    }
+}
+
+/// The prefaulter's loop: unmap what the readers have left behind, fault
+/// in up to `ahead` past the lead, then wait for a reader's step.
+fn prefault(bytes: &CaptureBytes, ahead: usize, stop: &AtomicBool) {
+    let Repr::Map(m) = &bytes.repr else { return };
+    let mut done = 0;
+    // Where the kernel refuses the advice (older than 5.14), the readers
+    // take the faults themselves.
+    let mut populate = true;
+    while !stop.load(Ordering::Acquire) {
+        bytes.release_unneeded();
+        let want = bytes
+            .lead
+            .load(Ordering::Acquire)
+            .saturating_add(ahead)
+            .min(m.len());
+        if !populate || done >= want {
+            std::thread::park();
+            continue;
+        }
+        let end = (done + PREFAULT_CHUNK).min(want);
+        populate = m
+            .advise_range(Advice::PopulateRead, done, end - done)
+            .is_ok();
+        done = end;
     }
 }
 

@@ -21,7 +21,7 @@ mod parse;
 mod reader;
 
 pub use error::{CaptureError, RecordRef};
-pub use mapped::CaptureBytes;
+pub use mapped::{CaptureBytes, Prefaulter};
 pub use parse::RecordSpan;
 pub use reader::{CaptureReader, Interface, MAX_RECORD};
 
