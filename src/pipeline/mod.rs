@@ -11,7 +11,7 @@ pub mod shard;
 
 pub use firewall::{EngineConfig, Firewall};
 
-use crate::capture::{CaptureError, CaptureReader};
+use crate::capture::{CaptureError, CaptureReader, Prefaulter};
 use crate::conntrack::Event;
 use crate::report::Row;
 use crate::report::summary::Summary;
@@ -207,7 +207,10 @@ pub fn replay_input(
     if single_shard.is_some() {
         jobs = 1;
     }
-    let mut stats = if jobs > 1 {
+    // A sink that takes formatted rows gets them from worker threads, which
+    // format them; this thread only writes. So even one worker runs in the
+    // sharded pipeline: its core does not wait on the writes.
+    let mut stats = if jobs > 1 || sink.formatter().is_some() {
         shard::replay_sharded(reader, capture, input, rules, cfg, jobs, sink)?
     } else {
         replay_inline(reader, rules, cfg, input.progress, sink)?
@@ -217,7 +220,8 @@ pub fn replay_input(
 }
 
 /// One firewall on the caller's thread, with the same clock, gc schedule
-/// and event order as the sharded path.
+/// and event order as the sharded path: for a sink that formats rows itself
+/// (no [`Sink::formatter`]), with one worker.
 fn replay_inline(
     mut reader: CaptureReader,
     rules: &Ruleset,
@@ -243,6 +247,9 @@ fn replay_inline(
         }
     }
     reader.keep_behind(shard::KEEP_BEHIND);
+    let _prefault = reader
+        .bytes()
+        .and_then(|b| Prefaulter::start(b, shard::PREFAULT_AHEAD));
     let keying = shard::Keying {
         jobs: 1,
         frames: shard::OWN_BATCH_FRAMES,

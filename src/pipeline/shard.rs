@@ -50,7 +50,7 @@
 
 use super::{Firewall, ReplayError, ReplayStats, Sink};
 use super::{Progress, RowFormat};
-use crate::capture::{CaptureBytes, CaptureError, CaptureReader, Frame, Linktype};
+use crate::capture::{CaptureBytes, CaptureError, CaptureReader, Frame, Linktype, Prefaulter};
 use crate::conntrack::proto::icmp::{self, IcmpClass};
 use crate::conntrack::{Conntrack, Event, EventKind, Sysctls};
 use crate::pipeline::EngineConfig;
@@ -81,6 +81,10 @@ const BATCH_BUFFER: usize = BATCH_BYTES + (64 << 10);
 pub(crate) const KEEP_BEHIND: usize = 2 * BATCH_BUFFER;
 /// Most shards (shard numbers are `u16`).
 pub const MAX_JOBS: usize = 256;
+
+/// How far ahead of the furthest reader a mapped capture's pages are
+/// faulted in (see [`Prefaulter`]): a few batches.
+pub(crate) const PREFAULT_AHEAD: usize = 2 * BATCH_BUFFER;
 
 /// Why a replay must run on one worker, if it must.
 pub fn coupling(rules: &Ruleset, cfg: &EngineConfig) -> Option<&'static str> {
@@ -600,8 +604,7 @@ impl<'r> ShardRun<'r> {
     }
 }
 
-/// Runs the replay on `jobs` workers (at least 2; one worker runs inline in
-/// [`super::replay_with`]). `capture` and `input` say how each worker opens
+/// Runs the replay on `jobs` worker threads, rows written by this one. `capture` and `input` say how each worker opens
 /// the file; a stream (`reader.size()` is `None`) is read by a reader
 /// thread instead, which hands batches to every worker.
 pub(crate) fn replay_sharded(
@@ -613,7 +616,7 @@ pub(crate) fn replay_sharded(
     jobs: usize,
     sink: &mut dyn Sink,
 ) -> Result<ReplayStats, ReplayError> {
-    let jobs = jobs.clamp(2, MAX_JOBS);
+    let jobs = jobs.clamp(1, MAX_JOBS);
     let progress = input.progress;
     let shared = reader.size().is_none();
     let in_flight = 2 * jobs + 2;
@@ -626,6 +629,10 @@ pub(crate) fn replay_sharded(
     let mut work_txs = Vec::new();
     let (pool_tx, pool_rx) = sync_channel::<Batch>(in_flight);
     let mut reader = Some(reader);
+    let _prefault = match &reader {
+        Some(r) if !shared => r.bytes().and_then(|b| Prefaulter::start(b, PREFAULT_AHEAD)),
+        _ => None,
+    };
     if shared {
         for _ in 0..jobs {
             let (tx, rx) = sync_channel::<Arc<Batch>>(in_flight);
