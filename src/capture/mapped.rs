@@ -27,13 +27,17 @@
 //! # Memory
 //!
 //! Mapped pages count toward the process's resident set. The reader tells
-//! the kernel it reads sequentially, and unmaps what it has passed
-//! (`MADV_DONTNEED` on what lies more than [`KEEP`] behind its position, or
-//! what [`CaptureReader::keep_behind`](super::CaptureReader::keep_behind)
-//! asks for; the pages stay in the page cache), so the resident set does
-//! not grow with the file. A frame still in use behind that mark (in a
-//! batch the sharded replay has in flight) is just faulted in again, with
-//! the same bytes.
+//! the kernel it reads sequentially, and what lies more than [`KEEP`] behind
+//! it (or what [`CaptureReader::keep_behind`](super::CaptureReader::keep_behind)
+//! asks for) is unmapped (`MADV_DONTNEED`; the pages stay in the page
+//! cache), so the resident set does not grow with the file. Where several
+//! readers share one map (the sharded replay's workers), only what all of
+//! them have left behind goes, each range once. A frame still in use behind
+//! that mark is just faulted in again, with the same bytes.
+//!
+//! A [`Prefaulter`] thread can take the page faults and the unmapping off
+//! the readers: it faults pages in a few MiB ahead of the furthest reader
+//! and unmaps behind the slowest.
 
 use super::parse::Window;
 use memmap2::{Advice, Mmap, UncheckedAdvice};
@@ -510,5 +514,36 @@ mod tests {
         drop(slow);
         fast.consume(1 << 20);
         assert_eq!(bytes.released(), 12 << 20);
+    }
+
+    /// The prefaulter unmaps behind the reader and the bytes read are the
+    /// file's; it starts only once per map, and never for a buffer.
+    #[test]
+    fn prefaulter_releases_behind_the_reader_and_the_bytes_stay_right() {
+        let mut f = tempfile::tempfile().unwrap();
+        let data: Vec<u8> = (0..(16u32 << 20))
+            .map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8)
+            .collect();
+        f.write_all(&data).unwrap();
+        let bytes = Arc::new(CaptureBytes::map(&f).unwrap());
+        let pf = Prefaulter::start(&bytes, 4 << 20).expect("a map gets one");
+        assert!(Prefaulter::start(&bytes, 4 << 20).is_none());
+        let mut w = MemWindow::with_steps(Arc::clone(&bytes), 2 << 20, 1 << 20);
+        let mut at = 0;
+        while !w.data().is_empty() {
+            let n = 4096.min(w.data().len());
+            assert_eq!(&w.data()[..n], &data[at..at + n]);
+            w.consume(n);
+            at += n;
+        }
+        // Unmapping happens on the prefaulter's time: wait for it.
+        let t = std::time::Instant::now();
+        while bytes.released() < 14 << 20 && t.elapsed().as_secs() < 10 {
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        assert_eq!(bytes.released(), 14 << 20);
+        drop(pf);
+        let buffer = Arc::new(CaptureBytes::from_vec(vec![0; 100]));
+        assert!(Prefaulter::start(&buffer, 1 << 20).is_none());
     }
 }

@@ -21,7 +21,11 @@
 //! * Workers format their rows when the sink takes formatted rows, and tally
 //!   them. The merger (the caller's thread) puts rows back in capture order
 //!   — runs of one shard's consecutive rows in one piece — and hands them,
-//!   and the conntrack events, to the [`Sink`].
+//!   and the conntrack events, to the [`Sink`]. With such a sink even one
+//!   worker runs here, so that the writes are not on its core.
+//! * A mapped capture gets a [`Prefaulter`] thread: it faults pages in a few
+//!   MiB ahead of the workers and unmaps what they have all left behind, so
+//!   that neither is on a worker's time.
 //! * Workers, and the one-worker replay, look a few packets ahead
 //!   ([`Lookahead`]) and ask conntrack to prefetch the index bucket and then
 //!   the entry each of those packets will need: a lookup in a table of tens
