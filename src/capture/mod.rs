@@ -23,7 +23,7 @@ mod reader;
 pub use error::{CaptureError, RecordRef};
 pub use mapped::{CaptureBytes, Prefaulter};
 pub use parse::RecordSpan;
-pub use reader::{CaptureReader, Interface, MAX_RECORD};
+pub use reader::{CaptureReader, Interface, MAX_RECORD, ResumePoint};
 
 use crate::time::Timestamp;
 use std::fmt;

@@ -324,6 +324,22 @@ impl Parser {
         self.pending
     }
 
+    /// For a pcap file, the count of records read: with the position in
+    /// the file, all the state there is between records (its header gave
+    /// the rest). `None` for pcapng, whose sections and interfaces are state
+    /// too, and once the capture has ended.
+    pub(super) fn pcap_records_read(&self) -> Option<u64> {
+        (matches!(self.format, Format::Pcap { .. }) && !self.finished).then_some(self.packets)
+    }
+
+    /// Goes on as if `packets` records had been read (see
+    /// [`Parser::pcap_records_read`]); the window is moved by the caller.
+    pub(super) fn resume_pcap(&mut self, packets: u64) {
+        debug_assert!(matches!(self.format, Format::Pcap { .. }));
+        debug_assert_eq!(self.pending, 0);
+        self.packets = packets;
+    }
+
     /// The record handed out last is done with: its length, for the
     /// window to consume.
     pub(super) fn take_pending(&mut self) -> usize {

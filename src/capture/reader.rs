@@ -250,6 +250,56 @@ impl<R: Read> CaptureReader<R> {
     }
 }
 
+/// A place between two records of a pcap file in memory, from which any
+/// reader of the same bytes can go on ([`CaptureReader::resume`]): the
+/// sharded replay's workers read a capture in turns, batch by batch, each
+/// going on from where the one before stopped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ResumePoint {
+    offset: usize,
+    records: u64,
+}
+
+impl CaptureReader {
+    /// Where this reader stands, for another reader of the same bytes to go
+    /// on from. `None` unless it reads a pcap file in memory that has not
+    /// ended (a pcapng file carries sections and interfaces along, a stream
+    /// cannot be shared).
+    pub fn resume_point(&mut self) -> Option<ResumePoint> {
+        let CaptureReader { parser, src, .. } = self;
+        let Source::Memory(w) = src else {
+            return None;
+        };
+        let records = parser.pcap_records_read()?;
+        if parser.pending() != 0 {
+            w.consume(parser.take_pending());
+        }
+        Some(ResumePoint {
+            offset: w.offset() as usize,
+            records,
+        })
+    }
+
+    /// Goes on from `p`, which a reader of the same bytes gave: the next
+    /// frame is the one that reader would have read next. Returns false, and
+    /// changes nothing, where that cannot be done: `p` is behind this reader,
+    /// or this reader is not one that [`CaptureReader::resume_point`] serves.
+    pub fn resume(&mut self, p: ResumePoint) -> bool {
+        let Some(here) = self.resume_point() else {
+            return false;
+        };
+        let Source::Memory(w) = &mut self.src else {
+            return false;
+        };
+        if p.offset < here.offset || p.offset > w.bytes().len() {
+            return false;
+        }
+        w.consume(p.offset - here.offset);
+        self.parser.resume_pcap(p.records);
+        true
+    }
+}
+
 impl<R: Read> CaptureReader<R> {
     /// Many frames at once, for the common case of a pcap file in memory:
     /// hands `each` the records that lie whole in it, with their bytes,
@@ -853,6 +903,84 @@ mod tests {
             }
         }
         assert!(compared > 1500, "{compared}");
+    }
+
+    /// Two readers of the same bytes, taking turns of a few frames each and
+    /// each going on from where the other stopped, read what one reader
+    /// reads: every frame and the error that ends the capture.
+    #[test]
+    fn readers_taking_turns_read_what_one_reader_reads() {
+        let root = env!("CARGO_MANIFEST_DIR");
+        let mut rng = mutate::Rng(0x7e11_0a5e);
+        let mut compared = 0;
+        for e in std::fs::read_dir(format!("{root}/captures"))
+            .unwrap()
+            .flatten()
+        {
+            if !e.path().is_file() {
+                continue;
+            }
+            let seed = std::fs::read(e.path()).unwrap();
+            let mut inputs = vec![seed.clone()];
+            for _ in 0..20 {
+                inputs.push(mutate::mutate(&seed, &mut rng));
+            }
+            for b in inputs {
+                let Ok(one) = CaptureReader::from_bytes(b.clone(), "m") else {
+                    continue;
+                };
+                let Ok(mut a) = CaptureReader::from_bytes(b.clone(), "m") else {
+                    continue;
+                };
+                let mut want = transcript(one, true);
+                let pcap = a.format() == "pcap";
+                let mut b2 = a.reopen_shared().unwrap().unwrap();
+                let mut got = Vec::new();
+                let mut turn = 0;
+                'turns: loop {
+                    let (r, other) = if turn % 2 == 0 {
+                        (&mut a, &mut b2)
+                    } else {
+                        (&mut b2, &mut a)
+                    };
+                    for _ in 0..(turn % 4 + 1) {
+                        let item = match r.next_frame() {
+                            Ok(Some(f)) => format!(
+                                "{} {:?} {} {} {} {:?} {:?}",
+                                f.index,
+                                f.ts,
+                                f.linktype.0,
+                                f.orig_len,
+                                f.interface,
+                                f.interface_name,
+                                f.data
+                            ),
+                            Ok(None) => "end".to_string(),
+                            Err(e) => format!("error {e} {}", e.is_resumable()),
+                        };
+                        let done = !item.starts_with(|c: char| c.is_ascii_digit());
+                        got.push(format!("{item} @{}", r.offset()));
+                        if done {
+                            break 'turns;
+                        }
+                    }
+                    match r.resume_point() {
+                        Some(p) => assert!(other.resume(p), "resume"),
+                        None => {
+                            assert!(!pcap, "a pcap reader gives a point");
+                            break;
+                        }
+                    }
+                    turn += 1;
+                }
+                if pcap {
+                    want.truncate(got.len());
+                    assert_eq!(got, want);
+                    compared += 1;
+                }
+            }
+        }
+        assert!(compared > 300, "{compared}");
     }
 
     #[test]
