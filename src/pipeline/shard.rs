@@ -54,7 +54,9 @@
 
 use super::{Firewall, ReplayError, ReplayStats, Sink};
 use super::{Progress, RowFormat};
-use crate::capture::{CaptureBytes, CaptureError, CaptureReader, Frame, Linktype, Prefaulter};
+use crate::capture::{
+    CaptureBytes, CaptureError, CaptureReader, Frame, Linktype, Prefaulter, ResumePoint,
+};
 use crate::conntrack::proto::icmp::{self, IcmpClass};
 use crate::conntrack::{Conntrack, Event, EventKind, Sysctls};
 use crate::pipeline::EngineConfig;
@@ -412,6 +414,8 @@ pub(crate) struct Batch {
     /// pcapng interface names the frames of this batch carry (a name can
     /// change within a batch where a new section starts).
     ifnames: Vec<Arc<str>>,
+    /// Relayed reading: the capture ends with this batch.
+    last: bool,
 }
 
 impl Batch {
@@ -451,7 +455,72 @@ enum Source {
         rx: Receiver<Arc<Batch>>,
         pool: SyncSender<Batch>,
     },
+    /// A pcap file in memory, read in turns: see [`Relay`].
+    Relay(Box<Relay>),
 }
+
+/// Reading in turns ("relayed"): batch n of the capture is read and keyed by
+/// worker n mod jobs, which hands it to every other worker and tells the
+/// next worker where to go on reading. Every frame is then read and keyed
+/// once, not once per worker, and a worker's core fetches from memory the
+/// frames of its turns and, in other batches, only its own frames' bytes.
+/// Only a pcap file in memory can be read so: its state between records is
+/// a place and a count ([`ResumePoint`]).
+///
+/// A worker takes its turn as soon as it is told, ahead of the batch it is
+/// processing (up to [`RELAY_AHEAD`] rounds), so that the others seldom
+/// wait for a batch: reading is never stuck behind processing.
+struct Relay {
+    reader: CaptureReader,
+    jobs: usize,
+    /// Turns and batches from the other workers.
+    inbox: Receiver<Relayed>,
+    /// The other workers' inboxes, by number (`None` at this worker's).
+    outboxes: Vec<Option<Sender<Relayed>>>,
+    /// Batches received or read, not processed yet, by number.
+    ready: BTreeMap<u64, Arc<Batch>>,
+    /// This worker's turn, told and not taken yet: the batch's number,
+    /// where it starts, and the frames read before it.
+    turn: Option<(u64, ResumePoint, u64)>,
+    /// The number of the next batch to process.
+    next: u64,
+    /// This worker read the last batch.
+    ended: bool,
+    /// This worker has been given the last batch: everyone has had every
+    /// batch.
+    through: bool,
+}
+
+/// What relayed workers tell each other.
+enum Relayed {
+    /// Batch `n` is yours to read, from `at`; `frames` frames come before.
+    Turn {
+        n: u64,
+        at: ResumePoint,
+        frames: u64,
+    },
+    Batch(u64, Arc<Batch>),
+    /// A worker has ended before the capture did (the replay is being torn
+    /// down): no more batches will come.
+    Gone,
+}
+
+impl Drop for Relay {
+    fn drop(&mut self) {
+        // At the end of the capture the others may still be waiting for a
+        // batch another worker is about to send them: only a worker that
+        // ends early says so.
+        if self.through {
+            return;
+        }
+        for tx in self.outboxes.iter().flatten() {
+            let _ = tx.send(Relayed::Gone);
+        }
+    }
+}
+
+/// Rounds of turns a relayed worker reads ahead of the batch it processes.
+const RELAY_AHEAD: u64 = 2;
 
 /// What a worker tells the merger.
 enum Msg {
@@ -646,6 +715,39 @@ pub(crate) fn replay_sharded(
                 pool: pool_tx.clone(),
             });
         }
+    } else if jobs > 1
+        && let Some(mut first) = reader.take_if(|r| r.bytes().is_some() && r.format() == "pcap")
+    {
+        let start = first.resume_point().expect("a pcap file in memory");
+        let mut readers = vec![first];
+        for _ in 1..jobs {
+            let other = readers[0].reopen_shared().expect("in memory")?;
+            readers.push(other);
+        }
+        let (txs, rxs): (Vec<_>, Vec<_>) = (0..jobs).map(|_| channel()).unzip();
+        txs[0]
+            .send(Relayed::Turn {
+                n: 0,
+                at: start,
+                frames: 0,
+            })
+            .expect("the receiver is right here");
+        for (id, (reader, inbox)) in readers.into_iter().zip(rxs).enumerate() {
+            let outboxes = (txs.iter().enumerate())
+                .map(|(v, tx)| (v != id).then(|| tx.clone()))
+                .collect();
+            sources.push(Source::Relay(Box::new(Relay {
+                reader,
+                jobs,
+                inbox,
+                outboxes,
+                ready: BTreeMap::new(),
+                turn: None,
+                next: 0,
+                ended: false,
+                through: false,
+            })));
+        }
     } else {
         let first = reader.take().expect("not taken yet");
         for _ in 1..jobs {
@@ -664,7 +766,12 @@ pub(crate) fn replay_sharded(
     std::thread::scope(|scope| {
         for ((id, source), spent) in sources.into_iter().enumerate().zip(spent_rxs) {
             let out = merge_tx.clone();
-            let progress = if id == 0 { progress } else { None };
+            // Relayed workers report progress in their turns.
+            let progress = if id == 0 || matches!(source, Source::Relay(_)) {
+                progress
+            } else {
+                None
+            };
             std::thread::Builder::new()
                 .name(format!("ctsim-shard-{id}"))
                 .spawn_scoped(scope, move || {
@@ -914,17 +1021,21 @@ fn worker(
         frames: OWN_BATCH_FRAMES,
         hash_for: Some(id),
     };
-    if let Source::Own(reader) = &mut source {
-        reader.keep_behind(KEEP_BEHIND);
+    match &mut source {
+        Source::Own(reader) => reader.keep_behind(KEEP_BEHIND),
+        Source::Relay(r) => r.reader.keep_behind(KEEP_BEHIND),
+        Source::Shared { .. } => {}
     }
     // Chunks sent and not yet back; only a worker that reads for itself
     // waits for them (batches from the reader thread keep workers within
     // a few batches of each other, and rows behind a held fragment must not
     // stop a worker that the fragment's worker waits for).
     let mut out_chunks = 0usize;
+    // Relayed workers wait for each other's batches: one held back by
+    // credits would hold everyone.
     let limit = match source {
         Source::Own(_) => CHUNKS_AHEAD,
-        Source::Shared { .. } => usize::MAX,
+        Source::Shared { .. } | Source::Relay(_) => usize::MAX,
     };
     let mut free: Vec<Chunk> = Vec::new();
     let mut new_chunk = |out_chunks: &mut usize, rows_hint: usize| {
@@ -958,7 +1069,7 @@ fn worker(
     // Every worker sees the same batches, so the k-th message of each
     // covers the same ones, which is how the merger groups events.
     let group = match source {
-        Source::Own(_) => OWN_GROUP,
+        Source::Own(_) | Source::Relay(_) => OWN_GROUP,
         Source::Shared { .. } => 1,
     };
     let mut pending: Option<(Chunk, usize)> = None;
@@ -1004,6 +1115,13 @@ fn worker(
                 Ok(b) => shared.insert(b),
                 Err(_) => break,
             },
+            Source::Relay(r) => {
+                let Some(b) = relay_batch(r, &mut frames, &mut failed, progress) else {
+                    return;
+                };
+                more = !b.last;
+                shared.insert(b)
+            }
         };
         let Some(last) = batch.slots.last().map(|s| s.index) else {
             break;
@@ -1050,8 +1168,114 @@ fn worker(
         conntrack_entries: fw.ct.len(),
         rule_state: fw.rule_state,
         tally,
-        read: matches!(source, Source::Own(_)).then_some((frames, failed)),
+        read: match &source {
+            Source::Own(_) => Some((frames, failed)),
+            Source::Relay(r) if r.ended => Some((frames, failed)),
+            _ => None,
+        },
     })));
+}
+
+/// The next batch of a relayed worker, taking this worker's turns as they
+/// come due. `None` when another worker has gone (the replay is being torn
+/// down). Taking a turn sets `frames` to the count of frames read up to the
+/// batch's end and `failed` to the error that ended the capture, if one did.
+fn relay_batch(
+    r: &mut Relay,
+    frames: &mut u64,
+    failed: &mut Option<CaptureError>,
+    progress: Option<Progress<'_>>,
+) -> Option<Arc<Batch>> {
+    loop {
+        while let Ok(m) = r.inbox.try_recv() {
+            r.accept(m)?;
+        }
+        if let Some((n, at, before)) = r.turn
+            && n < r.next + RELAY_AHEAD * r.jobs as u64
+        {
+            r.turn = None;
+            r.take_turn(n, at, before, frames, failed, progress);
+        }
+        if let Some(b) = r.ready.remove(&r.next) {
+            r.next += 1;
+            r.through = b.last;
+            return Some(b);
+        }
+        let m = r.inbox.recv().ok()?;
+        r.accept(m)?;
+    }
+}
+
+impl Relay {
+    /// Files a message; `None` if a worker has gone.
+    fn accept(&mut self, m: Relayed) -> Option<()> {
+        match m {
+            Relayed::Turn { n, at, frames } => self.turn = Some((n, at, frames)),
+            Relayed::Batch(n, b) => {
+                self.ready.insert(n, b);
+            }
+            Relayed::Gone => return None,
+        }
+        Some(())
+    }
+
+    /// Reads batch `n` from `at`, tells the next worker its turn (unless the
+    /// capture ended) and hands the batch to everyone.
+    fn take_turn(
+        &mut self,
+        n: u64,
+        at: ResumePoint,
+        before: u64,
+        frames: &mut u64,
+        failed: &mut Option<CaptureError>,
+        progress: Option<Progress<'_>>,
+    ) {
+        let resumed = self.reader.resume(at);
+        debug_assert!(resumed, "a reader of the same bytes, behind the point");
+        let mut b = Batch {
+            slots: Vec::with_capacity(OWN_BATCH_FRAMES),
+            ..Batch::default()
+        };
+        // Every frame's table hash: the worker that processes it did not
+        // read it.
+        let keying = Keying {
+            jobs: self.jobs,
+            frames: OWN_BATCH_FRAMES,
+            hash_for: None,
+        };
+        let full = match fill_batch(&mut self.reader, &mut b, keying) {
+            Ok(full) => full,
+            Err(e) => {
+                *failed = Some(e);
+                false
+            }
+        };
+        *frames = before + b.slots.len() as u64;
+        if let Some(p) = progress {
+            p(*frames, self.reader.offset());
+        }
+        let next = (n + 1) as usize % self.jobs;
+        match full.then(|| self.reader.resume_point()).flatten() {
+            Some(at) => {
+                if let Some(tx) = &self.outboxes[next] {
+                    let _ = tx.send(Relayed::Turn {
+                        n: n + 1,
+                        at,
+                        frames: *frames,
+                    });
+                }
+            }
+            None => {
+                b.last = true;
+                self.ended = true;
+            }
+        }
+        let b = Arc::new(b);
+        for tx in self.outboxes.iter().flatten() {
+            let _ = tx.send(Relayed::Batch(n, Arc::clone(&b)));
+        }
+        self.ready.insert(n, b);
+    }
 }
 
 /// Adds a row to a worker's chunk: formatted and tallied, or kept whole.
@@ -1083,6 +1307,10 @@ fn merge(
     // Per shard: chunks not yet written, and the bound on its later rows.
     let mut queues: Vec<VecDeque<Chunk>> = (0..jobs).map(|_| VecDeque::new()).collect();
     let mut upto = vec![0u64; jobs];
+    let mut keys = MinTree::new(jobs);
+    for s in 0..jobs {
+        keys.set(s, 0);
+    }
     // Events of batch n (counted per shard): shard outputs arrive in batch
     // order per shard, so the k-th output of each shard is batch k.
     let mut ev_seen = vec![0usize; jobs];
@@ -1127,7 +1355,8 @@ fn merge(
                         sink.events(&mut evs.into_iter().map(|t| t.event))?;
                     }
                 }
-                write_ready(&mut queues, &upto, spent, sink)?;
+                keys.set(s, key_of(&queues, &upto, s));
+                write_ready(&mut queues, &upto, spent, sink, &mut keys)?;
             }
             Msg::Done(t) => {
                 done += 1;
@@ -1157,35 +1386,89 @@ fn front(q: &VecDeque<Chunk>) -> Option<u64> {
     q.front().map(|c| c.marks[c.next].0)
 }
 
+/// Each shard's next index for the merger: its next pending row or, with
+/// none pending, the lowest it may still send. It gives the lowest and the
+/// lowest of the others in a few steps whatever the shard count: with many
+/// shards runs are short, and this is asked at every run.
+struct MinTree {
+    leaves: usize,
+    /// A binary tree in an array, node i over 2i and 2i+1, leaves from
+    /// `leaves` on: the lowest key below each node with its shard in the low
+    /// 16 bits (so that one comparison picks both, the lower shard on a
+    /// tie); `u64::MAX` under no shard.
+    node: Vec<u64>,
+}
+
+/// Keys past this (`u64::MAX`: a shard that has ended) all read as it: no
+/// capture comes near 2^48 frames.
+const KEY_MAX: u64 = (1 << 48) - 1;
+
+impl MinTree {
+    fn new(shards: usize) -> MinTree {
+        debug_assert!(shards <= 1 << 16);
+        let leaves = shards.next_power_of_two();
+        MinTree {
+            leaves,
+            node: vec![u64::MAX; 2 * leaves],
+        }
+    }
+
+    fn set(&mut self, shard: usize, key: u64) {
+        let mut i = self.leaves + shard;
+        self.node[i] = (key.min(KEY_MAX) << 16) | shard as u64;
+        while i > 1 {
+            i /= 2;
+            self.node[i] = self.node[2 * i].min(self.node[2 * i + 1]);
+        }
+    }
+
+    /// The shard with the lowest key, and that key.
+    fn lowest(&self) -> (usize, u64) {
+        let n = self.node[1];
+        ((n & 0xffff) as usize, key_of_node(n))
+    }
+
+    /// The lowest key of the shards other than `shard`.
+    fn lowest_but(&self, shard: usize) -> u64 {
+        let mut i = self.leaves + shard;
+        let mut low = u64::MAX;
+        while i > 1 {
+            low = low.min(self.node[i ^ 1]);
+            i /= 2;
+        }
+        key_of_node(low)
+    }
+}
+
+fn key_of_node(n: u64) -> u64 {
+    match n >> 16 {
+        KEY_MAX.. => u64::MAX,
+        k => k,
+    }
+}
+
+/// Shard `s`'s key for the [`MinTree`].
+fn key_of(queues: &[VecDeque<Chunk>], upto: &[u64], s: usize) -> u64 {
+    front(&queues[s]).unwrap_or(upto[s])
+}
+
 /// Writes every row whose turn has come: the lowest pending index, as long
 /// as no shard can still send a lower one. Rows of one shard that follow
-/// each other in capture order go out in one piece.
+/// each other in capture order go out in one piece. `keys` holds every
+/// shard's key on entry, and on return.
 fn write_ready(
     queues: &mut [VecDeque<Chunk>],
     upto: &[u64],
     spent: &[Sender<Chunk>],
     sink: &mut dyn Sink,
+    keys: &mut MinTree,
 ) -> std::io::Result<()> {
     loop {
-        // The shard holding the lowest pending row, and the lowest index
-        // any other shard may still write (pending or to come).
-        let mut best: Option<(usize, u64)> = None;
-        for (s, q) in queues.iter().enumerate() {
-            if let Some(i) = front(q)
-                && best.is_none_or(|(_, b)| i < b)
-            {
-                best = Some((s, i));
-            }
-        }
-        let Some((s, first)) = best else {
-            return Ok(());
-        };
-        let bound = (queues.iter().zip(upto).enumerate())
-            .filter(|(t, _)| *t != s)
-            .map(|(_, (q, &u))| front(q).unwrap_or(u))
-            .min()
-            .unwrap_or(u64::MAX);
-        if first >= bound {
+        let (s, first) = keys.lowest();
+        let bound = keys.lowest_but(s);
+        // The lowest is a shard with nothing pending: what it may still
+        // send comes first.
+        if s >= queues.len() || queues[s].is_empty() || first >= bound {
             return Ok(());
         }
         // Shard s's rows below `bound`, chunk by chunk.
@@ -1220,6 +1503,7 @@ fn write_ready(
                 let _ = spent[s].send(c);
             }
         }
+        keys.set(s, key_of(queues, upto, s));
     }
 }
 
@@ -1344,6 +1628,14 @@ mod tests {
         c
     }
 
+    fn tree(q: &[VecDeque<Chunk>], upto: &[u64]) -> MinTree {
+        let mut t = MinTree::new(q.len());
+        for s in 0..q.len() {
+            t.set(s, key_of(q, upto, s));
+        }
+        t
+    }
+
     /// Rows go out in capture order, only once no shard can still send a
     /// lower one (a shard that holds a fragment's row bounds everyone), and
     /// a shard's consecutive rows in one piece; written chunks go back.
@@ -1356,13 +1648,15 @@ mod tests {
         q[0].push_back(chunk(&[1, 2, 5]));
         q[1].push_back(chunk(&[3, 4]));
         let mut upto = [6, 6, 0];
-        write_ready(&mut q, &upto, &txs, &mut sink).unwrap();
+        let mut t = tree(&q, &upto);
+        write_ready(&mut q, &upto, &txs, &mut sink, &mut t).unwrap();
         assert_eq!(sink.0, b"");
         // Shard 2 holds frame 6's row (a fragment) while its later frames
         // are done: rows up to 5 go out, nothing of shard 0 past it.
         upto[2] = 6;
         q[0].push_back(chunk(&[7, 8]));
-        write_ready(&mut q, &upto, &txs, &mut sink).unwrap();
+        let mut t = tree(&q, &upto);
+        write_ready(&mut q, &upto, &txs, &mut sink, &mut t).unwrap();
         assert_eq!(sink.0, b"1;2;3;4;5;");
         assert_eq!(sink.1, 3, "runs 1-2, 3-4 and 5");
         assert_eq!(rxs[1].try_iter().count(), 1);
@@ -1371,9 +1665,64 @@ mod tests {
         q[2].push_back(chunk(&[6, 9]));
         upto = [u64::MAX; 3];
         q[1].push_back(chunk(&[10]));
-        write_ready(&mut q, &upto, &txs, &mut sink).unwrap();
+        let mut t = tree(&q, &upto);
+        write_ready(&mut q, &upto, &txs, &mut sink, &mut t).unwrap();
         assert_eq!(sink.0, b"1;2;3;4;5;6;7;8;9;10;");
         assert!(q.iter().all(|q| q.is_empty()));
+    }
+
+    /// Shards' rows arriving in chunks, interleaved at random, with each
+    /// shard's bound: whatever the shard count, what is written is always
+    /// the rows in capture order with no gap, and at the end all of them.
+    #[test]
+    fn merger_keeps_capture_order_for_any_shard_count() {
+        let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+        let mut rand = move |n: u64| {
+            seed = mix(seed);
+            seed % n
+        };
+        for jobs in [1usize, 2, 3, 5, 16] {
+            let rows = 3000u64;
+            let mut of: Vec<Vec<u64>> = vec![Vec::new(); jobs];
+            for i in 1..=rows {
+                of[rand(jobs as u64) as usize].push(i);
+            }
+            let (txs, _rxs): (Vec<_>, Vec<_>) = (0..jobs).map(|_| channel::<Chunk>()).unzip();
+            let mut q: Vec<VecDeque<Chunk>> = (0..jobs).map(|_| VecDeque::new()).collect();
+            let mut upto = vec![0u64; jobs];
+            let mut t = tree(&q, &upto);
+            let mut sink = Text::default();
+            let mut sent = vec![0usize; jobs];
+            while sent.iter().zip(&of).any(|(n, v)| *n < v.len())
+                || upto.iter().any(|&u| u != u64::MAX)
+            {
+                let s = rand(jobs as u64) as usize;
+                let n = (rand(40) as usize).min(of[s].len() - sent[s]);
+                let part = &of[s][sent[s]..sent[s] + n];
+                sent[s] += n;
+                if !part.is_empty() {
+                    q[s].push_back(chunk(part));
+                }
+                // No later row of this shard below its next one.
+                upto[s] = of[s].get(sent[s]).copied().unwrap_or(u64::MAX);
+                t.set(s, key_of(&q, &upto, s));
+                write_ready(&mut q, &upto, &txs, &mut sink, &mut t).unwrap();
+                let text = String::from_utf8(sink.0.clone()).unwrap();
+                let got: Vec<u64> = text
+                    .split_terminator(';')
+                    .map(|x| x.parse().unwrap())
+                    .collect();
+                assert!(
+                    got.iter().copied().eq(1..=got.len() as u64),
+                    "{jobs} shards: {got:?}"
+                );
+            }
+            assert_eq!(
+                sink.0.iter().filter(|&&b| b == b';').count() as u64,
+                rows,
+                "{jobs} shards"
+            );
+        }
     }
 
     fn ev(packet: u64, phase: u8, kind: EventKind, uid: u64) -> Tagged {
