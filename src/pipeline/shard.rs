@@ -11,13 +11,16 @@
 //!   collector at *every* frame, so its timers and its gc schedule are those
 //!   of a single firewall fed the whole capture. That is what makes the output
 //!   independent of the shard count.
-//! * A capture file is read by every worker for itself, in small batches
-//!   (no allocation per packet; a mapped file's frames are read in place):
-//!   each frame is then read, keyed and processed on one core, with its
-//!   bytes still in that core's cache. Walking the record headers of
-//!   everyone's frames costs far less than moving frames between cores. A
-//!   stream (a pipe) can be read only once: a reader thread fills larger
-//!   batches, copying the frames, and hands each to every worker.
+//! * How the capture is read, in small batches (no allocation per packet;
+//!   a mapped file's frames are read in place):
+//!   - a pcap file in memory (mapped), the common case, is read in turns
+//!     ([`Relay`]): batch n is read and keyed by worker n mod N, which hands
+//!     it to the others. Each frame is read and keyed once, whatever N;
+//!   - any other file (pcapng, whose sections and interfaces make reading
+//!     a matter of state, or `--no-mmap`) is read by every worker for
+//!     itself, each keeping its own frames;
+//!   - a stream (a pipe) can be read only once: a reader thread fills larger
+//!     batches, copying the frames, and hands each to every worker.
 //! * Workers format their rows when the sink takes formatted rows, and tally
 //!   them. The merger (the caller's thread) puts rows back in capture order
 //!   — runs of one shard's consecutive rows in one piece — and hands them,
@@ -38,8 +41,10 @@
 //! window, whatever the capture size: a worker that reads for itself sends
 //! its rows every few batches and waits once a few such chunks are still
 //! unwritten (`CHUNKS_AHEAD`), so no worker runs far ahead of the others;
-//! the reader thread of a stream has a fixed number of batches in flight;
-//! and the pages of a mapped capture behind the readers are released. The
+//! relayed workers read at most `RELAY_AHEAD` rounds of turns ahead, and
+//! none can pass a batch another has not read; the reader thread of a
+//! stream has a fixed number of batches in flight; and the pages of a
+//! mapped capture behind the readers are released. The
 //! exception is a held fragment's row: the rows behind it wait in the merger
 //! until its datagram completes or times out (`ipfrag_time`, 30 s of capture
 //! time by default).
