@@ -14,11 +14,12 @@
 //! * How the capture is read, in small batches (no allocation per packet;
 //!   a mapped file's frames are read in place):
 //!   - a pcap file in memory (mapped), the common case, is read in turns
-//!     ([`Relay`]): batch n is read and keyed by worker n mod N, which hands
-//!     it to the others. Each frame is read and keyed once, whatever N;
-//!   - any other file (pcapng, whose sections and interfaces make reading
-//!     a matter of state, or `--no-mmap`) is read by every worker for
-//!     itself, each keeping its own frames;
+//!     from 4 workers on ([`Relay`], `RELAY_MIN_JOBS`): batch n is read and
+//!     keyed by worker n mod N, which hands it to the others. Each frame is
+//!     read and keyed once, whatever N;
+//!   - with fewer workers, and for any other file (pcapng, whose sections
+//!     and interfaces make reading a matter of state, or `--no-mmap`),
+//!     every worker reads the file for itself and keeps its own frames;
 //!   - a stream (a pipe) can be read only once: a reader thread fills larger
 //!     batches, copying the frames, and hands each to every worker.
 //! * Workers format their rows when the sink takes formatted rows, and tally
