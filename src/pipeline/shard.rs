@@ -1439,10 +1439,12 @@ impl MinTree {
 
     fn set(&mut self, shard: usize, key: u64) {
         let mut i = self.leaves + shard;
-        self.node[i] = (key.min(KEY_MAX) << 16) | shard as u64;
+        let mut low = (key.min(KEY_MAX) << 16) | shard as u64;
+        self.node[i] = low;
         while i > 1 {
+            low = low.min(self.node[i ^ 1]);
             i /= 2;
-            self.node[i] = self.node[2 * i].min(self.node[2 * i + 1]);
+            self.node[i] = low;
         }
     }
 
