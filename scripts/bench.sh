@@ -17,6 +17,8 @@
 #                              run before out of the timings
 #                              (a shared VM's timings swing by tens of
 #                              percent between identical runs)
+# Also times `--jobs 1` pinned to one core (taskset -c 0), the one-core
+# figure: unpinned, --jobs 1 is a pipeline that keeps a second core busy.
 # Prints one table: packets/s for each command, wall seconds, CPU seconds
 # (user + system, all threads; steadier than wall time on a shared machine)
 # and peak RSS (from /usr/bin/time -v). The CSV goes to a file in OUTDIR, as
@@ -101,6 +103,14 @@ for n in $sizes; do
             exit 1
         fi
     done
+    # --jobs 1 runs as a pipeline (reader thread, worker, writer) that keeps
+    # a second core busy too: the same pinned to one core is the one-core
+    # figure that --jobs N scales from.
+    if command -v taskset > /dev/null; then
+        timed "$csvdir/out.csv" taskset -c 0 target/release/ctsim replay -q --jobs 1 \
+            --rules "$rules" -o "$csvdir/out.csv" "$cap"
+        row "ctsim --jobs 1, one core"
+    fi
     timed "" "$floor" "$cap"
     row "read-parse-hash floor"
     timed "" sh -c 'exec tcpdump -r "$1" -w /dev/null 2>/dev/null' sh "$cap"
