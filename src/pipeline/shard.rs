@@ -971,6 +971,8 @@ fn read(
     pool: Receiver<Batch>,
     progress: Option<Progress<'_>>,
 ) -> (u64, Option<CaptureError>) {
+    // A mapped file (one worker): the batches in flight lie behind.
+    reader.keep_behind(KEEP_BEHIND);
     let mut allocated = 0;
     let mut frames = 0u64;
     let mut failed = None;
