@@ -379,11 +379,16 @@ impl<'r> Firewall<'r> {
                 row.rule = w.rule.map(|r| self.labels.rule(r));
                 // nf_send_reset puts the entry into CLOSE when it really
                 // sends a reset: not in answer to a RST, nor to a segment
-                // whose checksum it refuses.
+                // whose checksum it refuses. REJECT verifies the checksum
+                // itself, at whatever hook it runs and whatever the
+                // nf_conntrack_checksum sysctl says, for a packet whose
+                // checksum nobody vouched for (CHECKSUM_NONE: what a
+                // capture replayed into the kernel is; a locally sent
+                // segment left to checksum offload would not be checked).
                 if w.tcp_reset
                     && let L4::Tcp(t) = pkt.l4
                     && t.flags & crate::wire::tcpflag::RST == 0
-                    && csum_ok != Some(false)
+                    && pkt.l4_checksum_ok() != Some(false)
                 {
                     self.ct.set_closing(res.conn, now);
                 }
