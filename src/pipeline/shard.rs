@@ -22,14 +22,16 @@
 //!     every worker reads the file for itself and keeps its own frames;
 //!   - a stream (a pipe) can be read only once: a reader thread fills larger
 //!     batches, copying the frames, and hands each to every worker;
-//!   - a single worker gets its batches from a reader thread too, and the
-//!     merger formats its rows: reading, simulating and formatting then run
-//!     as a pipeline, on three cores where there are.
-//! * Workers format their rows when the sink takes formatted rows, and tally
-//!   them. The merger (the caller's thread) puts rows back in capture order
-//!   — runs of one shard's consecutive rows in one piece — and hands them,
-//!   and the conntrack events, to the [`Sink`]. With such a sink even one
-//!   worker runs here, so that the writes are not on its core.
+//!   - a single worker gets its batches from a reader thread too: reading,
+//!     simulating and formatting (in the merger, below) then run as a
+//!     pipeline, on three cores where there are.
+//! * The merger (the caller's thread) puts rows back in capture order —
+//!   runs of one shard's consecutive rows in one piece — and hands them, and
+//!   the conntrack events, to the [`Sink`]. From 3 workers on, when the sink
+//!   takes formatted rows, the workers format and tally their rows and the
+//!   merger only copies bytes; with one or two, the merger has the time to
+//!   format them itself. Even one worker runs here, so that the formatting
+//!   and the writes are not on its core.
 //! * A mapped capture gets a [`Prefaulter`] thread: it faults pages in a few
 //!   MiB ahead of the workers and unmaps what they have all left behind, so
 //!   that neither is on a worker's time.
@@ -711,14 +713,18 @@ pub(crate) fn replay_sharded(
     let jobs = jobs.clamp(1, MAX_JOBS);
     let progress = input.progress;
     // With one worker there is nothing to share, but a reader thread takes
-    // the reading and keying off the worker's core, and the merger, which
-    // has a core of its own and little else to do, formats the rows (with
-    // more workers it would be the bottleneck). On 2 cores that took
-    // `--jobs 1` on 1M packets from 0.39 s to 0.32 s.
+    // the reading and keying off the worker's core. On 2 cores that, with
+    // the merger formatting (below), took `--jobs 1` on 1M packets from
+    // 0.39 s to 0.32 s.
     let shared = reader.size().is_none() || jobs == 1;
     let in_flight = 2 * jobs + 2;
     let (merge_tx, merge_rx) = sync_channel::<Msg>(4 * jobs + 4);
-    let fmt = if jobs == 1 { None } else { sink.formatter() };
+    // The merger formats the rows of a worker or two: it has time to spare
+    // (a row costs it about a third of what it costs a worker of two), and
+    // the workers' time is what bounds the run. With more workers it would
+    // be the bottleneck. Measured on 2 cores, `--jobs 2` (medians of 9 runs
+    // on 1M packets, 3 on 10M): 0.39 s -> 0.36 s and 3.52 s -> 3.25 s.
+    let fmt = if jobs <= 2 { None } else { sink.formatter() };
     // A file: every worker reads it for itself (a failure to open it again,
     // just after it was opened, is reported like any capture error). A
     // stream: the reader thread reads it for all.
