@@ -698,9 +698,9 @@ impl<'r> ShardRun<'r> {
     }
 }
 
-/// Runs the replay on `jobs` worker threads, rows written by this one. `capture` and `input` say how each worker opens
-/// the file; a stream (`reader.size()` is `None`) is read by a reader
-/// thread instead, which hands batches to every worker.
+/// Runs the replay on `jobs` worker threads, the rows written by this one.
+/// `capture` and `input` say how each worker opens the file where each
+/// reads it for itself (see the module docs for who reads what).
 pub(crate) fn replay_sharded(
     reader: CaptureReader,
     capture: &std::path::Path,
