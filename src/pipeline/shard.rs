@@ -489,6 +489,8 @@ struct Relay {
     inbox: Receiver<Relayed>,
     /// The other workers' inboxes, by number (`None` at this worker's).
     outboxes: Vec<Option<Sender<Relayed>>>,
+    /// The merger, which takes rows in the order of the batches' frames.
+    merger: SyncSender<Msg>,
     /// Batches received or read, not processed yet, by number.
     ready: BTreeMap<u64, Arc<Batch>>,
     /// This worker's turn, told and not taken yet: the batch's number,
@@ -557,6 +559,10 @@ enum Msg {
         upto: u64,
     },
     Done(Box<ShardTotals>),
+    /// Batch `n` of a relayed capture, from the worker that read it: the
+    /// merger takes rows in the order of its frames (see
+    /// [`write_in_sequence`]).
+    Frames(u64, Arc<Batch>),
 }
 
 /// Batches whose rows a worker that reads the capture itself sends in one
@@ -771,6 +777,7 @@ pub(crate) fn replay_sharded(
                 jobs,
                 inbox,
                 outboxes,
+                merger: merge_tx.clone(),
                 ready: BTreeMap::new(),
                 turn: None,
                 next: 0,
@@ -792,6 +799,7 @@ pub(crate) fn replay_sharded(
         sources.insert(0, Source::Own(Box::new(first)));
     }
     drop(pool_tx);
+    let sequenced = matches!(sources.first(), Some(Source::Relay(_)));
     let (spent_txs, spent_rxs): (Vec<_>, Vec<_>) = (0..jobs).map(|_| channel::<Chunk>()).unzip();
     std::thread::scope(|scope| {
         for ((id, source), spent) in sources.into_iter().enumerate().zip(spent_rxs) {
@@ -820,7 +828,7 @@ pub(crate) fn replay_sharded(
                 })
                 .expect("spawning the reader thread")
         });
-        let merged = merge(jobs, merge_rx, &spent_txs, cfg.trace, sink);
+        let merged = merge(jobs, merge_rx, &spent_txs, cfg.trace, sequenced, sink);
         // Workers still waiting for chunks back (the merger failed) end.
         drop(spent_txs);
         let mut read = match read.map(|r| r.join()) {
@@ -1306,6 +1314,7 @@ impl Relay {
         for tx in self.outboxes.iter().flatten() {
             let _ = tx.send(Relayed::Batch(n, Arc::clone(&b)));
         }
+        let _ = self.merger.send(Msg::Frames(n, Arc::clone(&b)));
         self.ready.insert(n, b);
     }
 }
@@ -1334,8 +1343,13 @@ fn merge(
     rx: Receiver<Msg>,
     spent: &[Sender<Chunk>],
     trace: bool,
+    sequenced: bool,
     sink: &mut dyn Sink,
 ) -> Result<(ReplayStats, Option<(u64, Option<CaptureError>)>), ReplayError> {
+    // Relayed reading: the batches, by number, from the one whose rows are
+    // being written on; and the next frame to write, by batch and slot.
+    let mut batches: BTreeMap<u64, Arc<Batch>> = BTreeMap::new();
+    let mut at = (0u64, 0usize);
     // Per shard: chunks not yet written, and the bound on its later rows.
     let mut queues: Vec<VecDeque<Chunk>> = (0..jobs).map(|_| VecDeque::new()).collect();
     let mut upto = vec![0u64; jobs];
@@ -1387,8 +1401,16 @@ fn merge(
                         sink.events(&mut evs.into_iter().map(|t| t.event))?;
                     }
                 }
-                keys.set(s, key_of(&queues, &upto, s));
-                write_ready(&mut queues, &upto, spent, sink, &mut keys)?;
+                if sequenced {
+                    write_in_sequence(&mut batches, &mut at, &mut queues, spent, sink)?;
+                } else {
+                    keys.set(s, key_of(&queues, &upto, s));
+                    write_ready(&mut queues, &upto, spent, sink, &mut keys)?;
+                }
+            }
+            Msg::Frames(n, b) => {
+                batches.insert(n, b);
+                write_in_sequence(&mut batches, &mut at, &mut queues, spent, sink)?;
             }
             Msg::Done(t) => {
                 done += 1;
@@ -1406,11 +1428,93 @@ fn merge(
             }
         }
     }
+    if sequenced && queues.iter().any(|q| !q.is_empty()) {
+        // Every frame gives one row, so nothing is left; were it otherwise,
+        // what is left still goes out in capture order.
+        debug_assert!(false, "rows left after the last frame");
+        let ended = vec![u64::MAX; jobs];
+        let mut keys = MinTree::new(jobs);
+        for s in 0..jobs {
+            keys.set(s, key_of(&queues, &ended, s));
+        }
+        write_ready(&mut queues, &ended, spent, sink, &mut keys)?;
+    }
     if tally.packets > 0 {
         sink.tally(&tally);
     }
     stats.rule_state = rule_state;
     Ok((stats, read))
+}
+
+/// The merger of a relayed capture, which has every batch: writes rows in
+/// the order of the batches' frames, each from its frame's shard, for as
+/// long as that shard's row has come. A row costs a look at its frame's slot
+/// and at its shard's next row, whatever the shard count (with many shards
+/// a run is about one row, and finding the lowest pending row at every run
+/// cost the merger more than a worker's share of the packets).
+fn write_in_sequence(
+    batches: &mut BTreeMap<u64, Arc<Batch>>,
+    at: &mut (u64, usize),
+    queues: &mut [VecDeque<Chunk>],
+    spent: &[Sender<Chunk>],
+    sink: &mut dyn Sink,
+) -> std::io::Result<()> {
+    loop {
+        let Some(b) = batches.get(&at.0) else {
+            return Ok(());
+        };
+        let slots = &b.slots;
+        if at.1 >= slots.len() {
+            batches.remove(&at.0);
+            *at = (at.0 + 1, 0);
+            continue;
+        }
+        let s = usize::from(slots[at.1].shard);
+        let Some(c) = queues[s].front_mut() else {
+            return Ok(());
+        };
+        let from = c.next;
+        // A shard's rows come in the order of its frames, one a frame: the
+        // row there is this frame's. (Were it not, nothing more is written
+        // here, and what is left goes out in capture order at the end.)
+        if c.marks[from].0 != slots[at.1].index {
+            debug_assert!(
+                false,
+                "row {} for frame {}",
+                c.marks[from].0, slots[at.1].index
+            );
+            return Ok(());
+        }
+        // The run: this shard's next frames, as far as this chunk goes.
+        let mut n = 1;
+        while from + n < c.marks.len()
+            && slots
+                .get(at.1 + n)
+                .is_some_and(|t| usize::from(t.shard) == s && t.index == c.marks[from + n].0)
+        {
+            n += 1;
+        }
+        c.next += n;
+        at.1 += n;
+        if c.rows.is_empty() {
+            let start = match from {
+                0 => 0,
+                k => c.marks[k - 1].1 as usize,
+            };
+            let end = c.marks[c.next - 1].1 as usize;
+            sink.formatted_rows(&c.text[start..end])?;
+        } else {
+            for r in &c.rows[from..c.next] {
+                sink.row(r)?;
+            }
+        }
+        if c.next == c.marks.len()
+            && let Some(c) = queues[s].pop_front()
+        {
+            // A worker that has ended no longer takes chunks back.
+            let _ = spent[s].send(c);
+        }
+    }
 }
 
 /// The capture index of a shard's next row to write.
@@ -1630,13 +1734,19 @@ mod tests {
         assert_eq!(got, [3, 5, 9]);
     }
 
-    /// A sink that records what it was given, formatted rows as their text.
+    /// A sink that records what it was given, formatted rows as their text
+    /// and whole rows as their index, and counts calls of each kind.
     #[derive(Default)]
-    struct Text(Vec<u8>, usize);
+    struct Text(Vec<u8>, usize, usize);
 
     impl Sink for Text {
-        fn row(&mut self, _: &Row) -> std::io::Result<()> {
-            unreachable!("formatted rows only")
+        /// A row given whole: recorded as its index, like formatted text,
+        /// and counted.
+        fn row(&mut self, r: &Row) -> std::io::Result<()> {
+            self.0
+                .extend_from_slice(format!("{};", r.packet).as_bytes());
+            self.2 += 1;
+            Ok(())
         }
         fn events(&mut self, _: &mut dyn Iterator<Item = Event>) -> std::io::Result<()> {
             Ok(())
@@ -1756,6 +1866,94 @@ mod tests {
                 rows,
                 "{jobs} shards"
             );
+        }
+    }
+
+    /// The merger of a relayed capture, given the batches and each shard's
+    /// rows in chunks, interleaved at random: what is written is always the
+    /// rows in capture order with no gap, and at the end all of them.
+    #[test]
+    fn merger_in_sequence_keeps_capture_order() {
+        let mut seed = 0x2545_f491_4f6c_dd1du64;
+        let mut rand = move |n: u64| {
+            seed = mix(seed);
+            seed % n
+        };
+        for (jobs, direct_rows) in [(1usize, false), (2, false), (4, true), (16, false)] {
+            let rows = 3000u64;
+            // Frames in batches of random sizes, each of a random shard.
+            let mut batches = Vec::new();
+            let mut of: Vec<Vec<u64>> = vec![Vec::new(); jobs];
+            let mut i = 1;
+            while i <= rows {
+                let mut b = Batch::default();
+                for _ in 0..=rand(300) {
+                    if i > rows {
+                        break;
+                    }
+                    let shard = rand(jobs as u64) as u16;
+                    of[usize::from(shard)].push(i);
+                    b.slots.push(Slot {
+                        index: i,
+                        ts: Timestamp(0),
+                        linktype: Linktype::ETHERNET,
+                        orig_len: 0,
+                        interface: 0,
+                        start: 0,
+                        end: 0,
+                        shard,
+                        ifname: 0,
+                        hash: None,
+                    });
+                    i += 1;
+                }
+                batches.push(Arc::new(b));
+            }
+            let (txs, _rxs): (Vec<_>, Vec<_>) = (0..jobs).map(|_| channel::<Chunk>()).unzip();
+            let mut q: Vec<VecDeque<Chunk>> = (0..jobs).map(|_| VecDeque::new()).collect();
+            let mut have = BTreeMap::new();
+            let mut at = (0, 0);
+            let mut sink = Text::default();
+            let (mut given, mut sent) = (0, vec![0usize; jobs]);
+            while given < batches.len() || sent.iter().zip(&of).any(|(n, v)| *n < v.len()) {
+                if given < batches.len() && rand(3) == 0 {
+                    have.insert(given as u64, Arc::clone(&batches[given]));
+                    given += 1;
+                } else {
+                    let s = rand(jobs as u64) as usize;
+                    let n = (rand(40) as usize).min(of[s].len() - sent[s]);
+                    if n > 0 {
+                        let mut c = chunk(&of[s][sent[s]..sent[s] + n]);
+                        if direct_rows {
+                            // A sink that formats nothing: the rows whole.
+                            c.rows = c
+                                .marks
+                                .iter()
+                                .map(|&(i, _)| Row::new(i, Timestamp(0)))
+                                .collect();
+                        }
+                        q[s].push_back(c);
+                        sent[s] += n;
+                    }
+                }
+                write_in_sequence(&mut have, &mut at, &mut q, &txs, &mut sink).unwrap();
+                let text = String::from_utf8(sink.0.clone()).unwrap();
+                let got: Vec<u64> = text
+                    .split_terminator(';')
+                    .map(|x| x.parse().unwrap())
+                    .collect();
+                assert!(
+                    got.iter().copied().eq(1..=got.len() as u64),
+                    "{jobs} shards: {got:?}"
+                );
+            }
+            let written = if direct_rows {
+                sink.2
+            } else {
+                sink.0.iter().filter(|&&b| b == b';').count()
+            };
+            assert_eq!(written as u64, rows, "{jobs} shards");
+            assert!(q.iter().all(|q| q.is_empty()) && have.is_empty());
         }
     }
 
