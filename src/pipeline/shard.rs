@@ -27,7 +27,10 @@
 //!     pipeline, on three cores where there are.
 //! * The merger (the caller's thread) puts rows back in capture order —
 //!   runs of one shard's consecutive rows in one piece — and hands them, and
-//!   the conntrack events, to the [`Sink`]. From 3 workers on, when the sink
+//!   the conntrack events, to the [`Sink`]. A relayed capture's merger gets
+//!   the batches too and follows their frames ([`write_in_sequence`]);
+//!   otherwise it takes the lowest pending row while no shard can still
+//!   send a lower one ([`write_ready`]). From 3 workers on, when the sink
 //!   takes formatted rows, the workers format and tally their rows and the
 //!   merger only copies bytes; with one or two, the merger has the time to
 //!   format them itself. Even one worker runs here, so that the formatting
