@@ -390,16 +390,13 @@ impl Drop for MemWindow {
 const READ_AHEAD: usize = 8 << 10;
 
 impl MemWindow {
-    /// Fetches the capture into cache up to [`READ_AHEAD`] past `pos`, in
-    /// order, each line once. Record lengths ahead are not known, but
-    /// records lie back to back, so fetching the capture linearly at the
-    /// pace it is read covers every frame's headers and payload. Only speed
-    /// depends on it.
+    /// Asks for the lines from `from` (or from where the last request ended,
+    /// if that is further) to `end`, and notes how far that went: bytes
+    /// asked for already are not asked for again.
     #[inline]
-    pub(super) fn fetch_ahead(&self, pos: usize) {
+    fn fetch(&self, from: usize, end: usize) {
         let bytes: &[u8] = &self.bytes;
-        let end = (pos + READ_AHEAD).min(bytes.len());
-        let mut at = self.fetched.get().max(pos & !63);
+        let mut at = self.fetched.get().max(from);
         // Four lines a step: fewer instructions, and at most three lines
         // fetched early that the next call would have fetched.
         while at < end {
@@ -410,6 +407,17 @@ impl MemWindow {
             at += 256;
         }
         self.fetched.set(at);
+    }
+
+    /// Fetches the capture into cache up to [`READ_AHEAD`] past `pos`, in
+    /// order, each line once. Record lengths ahead are not known, but
+    /// records lie back to back, so fetching the capture linearly at the
+    /// pace it is read covers every frame's headers and payload. Only speed
+    /// depends on it.
+    #[inline]
+    pub(super) fn fetch_ahead(&self, pos: usize) {
+        let end = (pos + READ_AHEAD).min(self.bytes.len());
+        self.fetch(pos & !63, end);
     }
 }
 
@@ -447,20 +455,9 @@ impl Window for MemWindow {
         // one's is a good guess (capped: a jumbo frame gets its start).
         // Bytes asked for already (small records share lines) are not
         // asked for again.
-        let bytes: &[u8] = &self.bytes;
         let next = self.pos + len;
-        let end = (next + len.clamp(128, PREFETCH_MAX)).min(bytes.len());
-        let mut at = self.fetched.get().max(next);
-        // Four lines a step: fewer instructions, and at most three lines
-        // fetched early that the next call would have fetched.
-        while at < end {
-            prefetch(bytes, at);
-            prefetch(bytes, at + 64);
-            prefetch(bytes, at + 128);
-            prefetch(bytes, at + 192);
-            at += 256;
-        }
-        self.fetched.set(at);
+        let end = (next + len.clamp(128, PREFETCH_MAX)).min(self.bytes.len());
+        self.fetch(next, end);
     }
 }
 

@@ -394,6 +394,20 @@ impl Parser {
         }
     }
 
+    /// For a pcap file: its byte order, whether timestamps are in
+    /// nanoseconds, and its record header's length.
+    #[inline(always)]
+    fn pcap_layout(&self) -> Option<(bool, bool, usize)> {
+        match self.format {
+            Format::Pcap {
+                big_endian,
+                nanos,
+                header_len,
+            } => Some((big_endian, nanos, header_len)),
+            Format::Ng => None,
+        }
+    }
+
     /// The short path for the common case: a pcap record that lies whole in
     /// the window with a caplen within [`MAX_RECORD`]. It gives exactly what
     /// [`Parser::ensure_record`] and [`Parser::parse_record`] give for such
@@ -402,16 +416,8 @@ impl Parser {
     /// is (pcapng, cut short, an absurd caplen, the end of the capture).
     #[inline(always)]
     fn next_pcap_whole(&mut self, w: &impl Window) -> Option<FrameMeta> {
-        let Format::Pcap {
-            big_endian,
-            nanos,
-            header_len,
-        } = self.format
-        else {
-            return None;
-        };
-        let d = w.data();
-        let r = pcap_whole(d, big_endian, nanos, header_len)?;
+        let (big_endian, nanos, header_len) = self.pcap_layout()?;
+        let r = pcap_whole(w.data(), big_endian, nanos, header_len)?;
         let len = header_len + r.caplen;
         w.next_record_at(len);
         self.packets += 1;
@@ -450,12 +456,7 @@ impl Parser {
         if !self.short_path {
             return (0, pos);
         }
-        let Format::Pcap {
-            big_endian,
-            nanos,
-            header_len,
-        } = self.format
-        else {
+        let Some((big_endian, nanos, header_len)) = self.pcap_layout() else {
             return (0, pos);
         };
         if self.finished {

@@ -779,22 +779,29 @@ mod tests {
 
     use super::mutate;
 
+    /// What `next_frame` hands out next, with the offset after it, and
+    /// whether the capture has ended there.
+    fn next_item<R: Read>(r: &mut CaptureReader<R>) -> (String, bool) {
+        let item = match r.next_frame() {
+            Ok(Some(f)) => format!(
+                "{} {:?} {} {} {} {:?} {:?}",
+                f.index, f.ts, f.linktype.0, f.orig_len, f.interface, f.interface_name, f.data
+            ),
+            Ok(None) => "end".to_string(),
+            Err(e) => format!("error {e} {}", e.is_resumable()),
+        };
+        let done = item == "end" || (item.starts_with("error") && item.ends_with("false"));
+        (format!("{item} @{}", r.offset()), done)
+    }
+
     /// Everything a reader hands out, frame by frame and error by error,
     /// with the offset after each.
     fn transcript<R: Read>(mut r: CaptureReader<R>, short_path: bool) -> Vec<String> {
         r.parser.short_path = short_path;
         let mut out = Vec::new();
         for _ in 0..100_000 {
-            let item = match r.next_frame() {
-                Ok(Some(f)) => format!(
-                    "{} {:?} {} {} {} {:?} {:?}",
-                    f.index, f.ts, f.linktype.0, f.orig_len, f.interface, f.interface_name, f.data
-                ),
-                Ok(None) => "end".to_string(),
-                Err(e) => format!("error {e} {}", e.is_resumable()),
-            };
-            let done = item == "end" || (item.starts_with("error") && item.ends_with("false"));
-            out.push(format!("{item} @{}", r.offset()));
+            let (item, done) = next_item(&mut r);
+            out.push(item);
             if done {
                 break;
             }
@@ -821,16 +828,8 @@ mod tests {
                 );
                 continue;
             }
-            let item = match r.next_frame() {
-                Ok(Some(f)) => format!(
-                    "{} {:?} {} {} {} {:?} {:?}",
-                    f.index, f.ts, f.linktype.0, f.orig_len, f.interface, f.interface_name, f.data
-                ),
-                Ok(None) => "end".to_string(),
-                Err(e) => format!("error {e} {}", e.is_resumable()),
-            };
-            let done = item == "end" || (item.starts_with("error") && item.ends_with("false"));
-            out.push(format!("{item} @{}", r.offset()));
+            let (item, done) = next_item(&mut r);
+            out.push(item);
             if done {
                 break;
             }
@@ -944,22 +943,10 @@ mod tests {
                         (&mut b2, &mut a)
                     };
                     for _ in 0..(turn % 4 + 1) {
-                        let item = match r.next_frame() {
-                            Ok(Some(f)) => format!(
-                                "{} {:?} {} {} {} {:?} {:?}",
-                                f.index,
-                                f.ts,
-                                f.linktype.0,
-                                f.orig_len,
-                                f.interface,
-                                f.interface_name,
-                                f.data
-                            ),
-                            Ok(None) => "end".to_string(),
-                            Err(e) => format!("error {e} {}", e.is_resumable()),
-                        };
+                        let (item, _) = next_item(r);
+                        // Turns end at the capture's end or at any error.
                         let done = !item.starts_with(|c: char| c.is_ascii_digit());
-                        got.push(format!("{item} @{}", r.offset()));
+                        got.push(item);
                         if done {
                             break 'turns;
                         }

@@ -1497,26 +1497,30 @@ fn write_in_sequence(
         {
             n += 1;
         }
-        c.next += n;
         at.1 += n;
-        if c.rows.is_empty() {
-            let start = match from {
-                0 => 0,
-                k => c.marks[k - 1].1 as usize,
-            };
-            let end = c.marks[c.next - 1].1 as usize;
-            sink.formatted_rows(&c.text[start..end])?;
-        } else {
-            for r in &c.rows[from..c.next] {
-                sink.row(r)?;
-            }
-        }
+        write_run(c, n, sink)?;
         if c.next == c.marks.len()
             && let Some(c) = queues[s].pop_front()
         {
             // A worker that has ended no longer takes chunks back.
             let _ = spent[s].send(c);
         }
+    }
+}
+
+/// Hands the sink a chunk's next `n` rows, in one piece when formatted.
+fn write_run(c: &mut Chunk, n: usize, sink: &mut dyn Sink) -> std::io::Result<()> {
+    let from = c.next;
+    c.next += n;
+    if c.rows.is_empty() {
+        let start = match from {
+            0 => 0,
+            k => c.marks[k - 1].1 as usize,
+        };
+        let end = c.marks[c.next - 1].1 as usize;
+        sink.formatted_rows(&c.text[start..end])
+    } else {
+        c.rows[from..c.next].iter().try_for_each(|r| sink.row(r))
     }
 }
 
@@ -1623,19 +1627,7 @@ fn write_ready(
             if n == 0 {
                 break;
             }
-            c.next += n;
-            if c.rows.is_empty() {
-                let start = match from {
-                    0 => 0,
-                    k => c.marks[k - 1].1 as usize,
-                };
-                let end = c.marks[c.next - 1].1 as usize;
-                sink.formatted_rows(&c.text[start..end])?;
-            } else {
-                for r in &c.rows[from..c.next] {
-                    sink.row(r)?;
-                }
-            }
+            write_run(c, n, sink)?;
             if c.next < c.marks.len() {
                 break;
             }
