@@ -290,6 +290,14 @@ pub(crate) fn process_at(
 /// cache when the packet comes.
 const PREFETCH_AHEAD: usize = 8;
 
+/// How many of its own frames ahead a worker prefetches a frame's bytes.
+/// Measured on 2 cores, 1M packets of 828 bytes, `--jobs 1` pinned to one
+/// core, the worker thread's CPU time (medians of 7 interleaved runs):
+/// 395 ms without, 351 ms at 1, 353 ms at 2, 341 ms at 4. Two leaves the
+/// lines in flight a packet's processing ahead of the checksum that reads
+/// them, without holding many more.
+const FRAME_PREFETCH_AHEAD: usize = 2;
+
 /// Walks a list of frame positions alongside the processing loop and
 /// prefetches the connection-table lines of the frames ahead (see
 /// [`crate::conntrack::Conntrack::prefetch`]). Only speed depends on it.
@@ -436,6 +444,25 @@ impl Batch {
     /// The number of frames in the batch.
     pub(crate) fn len(&self) -> usize {
         self.slots.len()
+    }
+
+    /// Starts loading a frame's bytes into the cache: the checksum reads
+    /// every byte of a frame, and a frame's bytes are otherwise first
+    /// touched there, one memory latency per line.
+    #[inline]
+    fn prefetch(&self, s: &Slot) {
+        let bytes = match &self.capture {
+            Some(c) => &c[..],
+            None => &self.data[..],
+        };
+        let Some(f) = bytes.get(s.start..s.end) else {
+            return;
+        };
+        let mut at = 0;
+        while at < f.len() {
+            crate::conntrack::index::prefetch_line(f[at..].as_ptr());
+            at += 64;
+        }
     }
 
     fn frame(&self, s: &Slot) -> Frame<'_> {
@@ -654,6 +681,7 @@ impl<'r> ShardRun<'r> {
                 .map(|(i, _)| i),
         );
         let mut ahead = Lookahead::new(own);
+        let mut next_own = 0usize;
         for s in &batch.slots {
             *now = (*now).max(s.ts);
             sweep_at(fw, *now, s.index, trace.then_some(&mut *events));
@@ -661,6 +689,10 @@ impl<'r> ShardRun<'r> {
                 continue;
             }
             ahead.step(fw, |i| batch.slots[i].hash);
+            if let Some(&i) = own.get(next_own + FRAME_PREFETCH_AHEAD) {
+                batch.prefetch(&batch.slots[i]);
+            }
+            next_own += 1;
             order.expect(s.index);
             let frame = batch.frame(s);
             process_at(
