@@ -11,7 +11,9 @@
 #                              (`ctsim-gen bench --rate`); see below
 #   BEFORE=path/to/ctsim       also time this (older) binary, row by row
 #                              beside the current one, for before/after
-#   REPEAT=3                   runs of each command; the fastest is shown
+#   REPEAT=3                   rounds; each round runs every command once,
+#                              in turn; the table shows the fastest run
+#                              and the median
 #   CSVDIR=$OUTDIR             where the CSV output goes; a tmpfs such as
 #                              /dev/shm keeps the disk's writeback of the
 #                              run before out of the timings
@@ -19,10 +21,12 @@
 #                              percent between identical runs)
 # Also times `--jobs 1` pinned to one core (taskset -c 0), the one-core
 # figure: unpinned, --jobs 1 is a pipeline that keeps a second core busy.
-# Prints one table: packets/s for each command, wall seconds, CPU seconds
-# (user + system, all threads; steadier than wall time on a shared machine)
-# and peak RSS (from /usr/bin/time -v). The CSV goes to a file in OUTDIR, as
-# a user's would.
+# Prints one table: for each command its fastest and median wall seconds,
+# packets/s of the fastest run, and that run's CPU seconds (user + system,
+# all threads; steadier than wall time on a shared machine) and peak RSS
+# (from /usr/bin/time -v). The CSV goes to a file in CSVDIR, as a user's
+# would, and every command's CSV must be byte-identical (with BEFORE, the
+# older binary's too). Commands are split into words: paths without spaces.
 #
 # Why RATE: at the generator's default 100k packets/s a 10M-packet capture
 # lasts 100 s, shorter than the TIME_WAIT (120 s) and UDP stream (120 s)
@@ -57,7 +61,29 @@ wall() {
 # cpu FILE: user + system seconds from a /usr/bin/time -v log.
 cpu() { awk -F: '/(User|System) time/ {s+=$2} END {printf "%.2f", s}' "$1"; }
 
-printf '%-10s %-28s %10s %14s %8s %10s\n' packets command seconds packets/s cpu_s peak_MiB
+printf '%-10s %-28s %8s %8s %14s %8s %10s\n' packets command best_s median_s packets/s cpu_s peak_MiB
+# Commands of a size, as lines of NAME<TAB>OUTPUT<TAB>COMMAND (OUTPUT: a
+# file the command writes, removed before each run, or "-" for none).
+commands() {
+    for j in $jobs; do
+        if [ -n "$before" ]; then
+            printf 'before: replay --jobs %s\t%s\t%s\n' "$j" "$csvdir/out-before.csv" \
+                "$before replay -q --jobs $j --rules $rules -o $csvdir/out-before.csv $cap"
+        fi
+        printf 'ctsim replay --jobs %s\t%s\t%s\n' "$j" "$csvdir/out-$j.csv" \
+            "target/release/ctsim replay -q --jobs $j --rules $rules -o $csvdir/out-$j.csv $cap"
+    done
+    # --jobs 1 runs as a pipeline (reader thread, worker, writer) that keeps
+    # a second core busy too: the same pinned to one core is the one-core
+    # figure that --jobs N scales from.
+    if command -v taskset > /dev/null; then
+        printf 'ctsim --jobs 1, one core\t%s\t%s\n' "$csvdir/out-pinned.csv" \
+            "taskset -c 0 target/release/ctsim replay -q --jobs 1 --rules $rules -o $csvdir/out-pinned.csv $cap"
+    fi
+    printf 'read-parse-hash floor\t-\t%s\n' "$floor $cap"
+    printf 'tcpdump -r -w /dev/null\t-\t%s\n' "tcpdump -r $cap -w /dev/null"
+}
+
 for n in $sizes; do
     cap="$out/bench-$n-f$flows-r$rate.pcap"
     if [ ! -s "$cap" ]; then
@@ -65,55 +91,51 @@ for n in $sizes; do
             --rate "$rate" --out "$cap" >&2
     fi
     cat "$cap" > /dev/null   # page cache warm for every command alike
-    log="$out/time.log"
-    best="$out/best.log"
-    # timed OUTPUT COMMAND...: runs it REPEAT times, each time without the
-    # OUTPUT file (or "" for none) of the run before, and keeps the log of
-    # the fastest run in $best: CPU seconds and peak RSS are that run's.
-    timed() {
-        o=$1
-        shift
-        rm -f "$best"
-        i=0
-        while [ "$i" -lt "$repeat" ]; do
-            [ -z "$o" ] || rm -f "$o"
-            /usr/bin/time -v -o "$log" "$@" > /dev/null
-            if [ ! -s "$best" ] || [ "$(echo "$(wall "$log") < $(wall "$best")" | bc)" = 1 ]; then
-                cp "$log" "$best"
-            fi
-            i=$((i + 1))
+    logs="$out/logs-$n"
+    rm -rf "$logs"
+    mkdir -p "$logs"
+    # Rounds: each runs every command once, in turn, so that a slow spell of
+    # a shared machine falls on all of them rather than on one command's runs.
+    r=0
+    while [ "$r" -lt "$repeat" ]; do
+        k=0
+        commands | while IFS="$(printf '\t')" read -r name o cmd; do
+            [ "$o" = - ] || rm -f "$o"
+            # shellcheck disable=SC2086 # the command is words by design
+            /usr/bin/time -v -o "$logs/$k.$r" $cmd > /dev/null 2>&1 || {
+                echo "failed: $cmd (see $logs/$k.$r)" >&2
+                exit 1
+            }
+            k=$((k + 1))
         done
-    }
-    row() { # row NAME
-        s=$(wall "$best")
-        printf '%-10s %-28s %10s %14.0f %8s %10s\n' "$n" "$1" "$s" "$(echo "$n / $s" | bc -l)" \
-            "$(cpu "$best")" "$(rss "$best")"
-    }
-    for j in $jobs; do
-        if [ -n "$before" ]; then
-            timed "$csvdir/out-before.csv" "$before" replay -q --jobs "$j" \
-                --rules "$rules" -o "$csvdir/out-before.csv" "$cap"
-            row "before: replay --jobs $j"
-        fi
-        timed "$csvdir/out.csv" target/release/ctsim replay -q --jobs "$j" \
-            --rules "$rules" -o "$csvdir/out.csv" "$cap"
-        row "ctsim replay --jobs $j"
-        if [ -n "$before" ] && ! cmp -s "$csvdir/out-before.csv" "$csvdir/out.csv"; then
-            echo "OUTPUT DIFFERS from $before at $n packets, --jobs $j" >&2
+        r=$((r + 1))
+    done
+    k=0
+    commands | while IFS="$(printf '\t')" read -r name o cmd; do
+        # The fastest run gives the row's CPU seconds and peak RSS.
+        bestlog=
+        walls=
+        for l in "$logs/$k".*; do
+            walls="$walls $(wall "$l")"
+            if [ -z "$bestlog" ] || [ "$(echo "$(wall "$l") < $(wall "$bestlog")" | bc)" = 1 ]; then
+                bestlog=$l
+            fi
+        done
+        s=$(wall "$bestlog")
+        med=$(echo "$walls" | tr ' ' '\n' | grep . | sort -n | awk '{v[NR]=$1} END {printf "%.3f", NR % 2 ? v[(NR+1)/2] : (v[NR/2]+v[NR/2+1])/2}')
+        printf '%-10s %-28s %8s %8s %14.0f %8s %10s\n' "$n" "$name" "$s" "$med" \
+            "$(echo "$n / $s" | bc -l)" "$(cpu "$bestlog")" "$(rss "$bestlog")"
+        k=$((k + 1))
+    done
+    # Every command that wrote rows wrote the same bytes.
+    first=
+    for f in "$csvdir"/out-*.csv; do
+        if [ -z "$first" ]; then
+            first=$f
+        elif ! cmp -s "$first" "$f"; then
+            echo "OUTPUT DIFFERS at $n packets: $first and $f" >&2
             exit 1
         fi
     done
-    # --jobs 1 runs as a pipeline (reader thread, worker, writer) that keeps
-    # a second core busy too: the same pinned to one core is the one-core
-    # figure that --jobs N scales from.
-    if command -v taskset > /dev/null; then
-        timed "$csvdir/out.csv" taskset -c 0 target/release/ctsim replay -q --jobs 1 \
-            --rules "$rules" -o "$csvdir/out.csv" "$cap"
-        row "ctsim --jobs 1, one core"
-    fi
-    timed "" "$floor" "$cap"
-    row "read-parse-hash floor"
-    timed "" sh -c 'exec tcpdump -r "$1" -w /dev/null 2>/dev/null' sh "$cap"
-    row "tcpdump -r -w /dev/null"
-    rm -f "$csvdir/out.csv" "$csvdir/out-before.csv"
+    rm -f "$csvdir"/out-*.csv
 done
