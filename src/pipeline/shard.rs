@@ -319,6 +319,13 @@ impl<'a> Lookahead<'a> {
         }
     }
 
+    /// The position `n` frames of `positions` after the one [`Self::step`]
+    /// was last called for.
+    #[inline]
+    pub(crate) fn upcoming(&self, n: usize) -> Option<usize> {
+        self.positions.get(self.done + n - 1).copied()
+    }
+
     /// Called before processing the next frame of `positions`; `hash`
     /// gives the conntrack table hash of the frame at a position, if it
     /// has a common shape (see [`Conntrack::flow_hash`]).
@@ -446,22 +453,21 @@ impl Batch {
         self.slots.len()
     }
 
+    /// A frame's bytes.
+    fn bytes(&self, s: &Slot) -> &[u8] {
+        match &self.capture {
+            Some(c) => &c[s.start..s.end],
+            None => &self.data[s.start..s.end],
+        }
+    }
+
     /// Starts loading a frame's bytes into the cache: the checksum reads
     /// every byte of a frame, and a frame's bytes are otherwise first
     /// touched there, one memory latency per line.
     #[inline]
     fn prefetch(&self, s: &Slot) {
-        let bytes = match &self.capture {
-            Some(c) => &c[..],
-            None => &self.data[..],
-        };
-        let Some(f) = bytes.get(s.start..s.end) else {
-            return;
-        };
-        let mut at = 0;
-        while at < f.len() {
-            crate::conntrack::index::prefetch_line(f[at..].as_ptr());
-            at += 64;
+        for line in self.bytes(s).chunks(64) {
+            crate::conntrack::index::prefetch_line(line.as_ptr());
         }
     }
 
@@ -476,10 +482,7 @@ impl Batch {
                 0 => None,
                 n => self.ifnames.get(usize::from(n) - 1).map(|n| &**n),
             },
-            data: match &self.capture {
-                Some(c) => &c[s.start..s.end],
-                None => &self.data[s.start..s.end],
-            },
+            data: self.bytes(s),
         }
     }
 }
@@ -681,7 +684,6 @@ impl<'r> ShardRun<'r> {
                 .map(|(i, _)| i),
         );
         let mut ahead = Lookahead::new(own);
-        let mut next_own = 0usize;
         for s in &batch.slots {
             *now = (*now).max(s.ts);
             sweep_at(fw, *now, s.index, trace.then_some(&mut *events));
@@ -689,10 +691,9 @@ impl<'r> ShardRun<'r> {
                 continue;
             }
             ahead.step(fw, |i| batch.slots[i].hash);
-            if let Some(&i) = own.get(next_own + FRAME_PREFETCH_AHEAD) {
+            if let Some(i) = ahead.upcoming(FRAME_PREFETCH_AHEAD) {
                 batch.prefetch(&batch.slots[i]);
             }
-            next_own += 1;
             order.expect(s.index);
             let frame = batch.frame(s);
             process_at(
