@@ -475,14 +475,20 @@ mod tests {
         assert_eq!(b.span_of(&other), None);
     }
 
-    #[test]
-    fn released_pages_read_the_same_bytes_again() {
+    /// A temporary file of `len` varied bytes, and its map.
+    fn mapped_file(len: u32) -> (Vec<u8>, Arc<CaptureBytes>) {
         let mut f = tempfile::tempfile().unwrap();
-        let data: Vec<u8> = (0..(8u32 << 20))
+        let data: Vec<u8> = (0..len)
             .map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8)
             .collect();
         f.write_all(&data).unwrap();
-        let bytes = Arc::new(CaptureBytes::map(&f).unwrap());
+        // The map outlives the file handle.
+        (data, Arc::new(CaptureBytes::map(&f).unwrap()))
+    }
+
+    #[test]
+    fn released_pages_read_the_same_bytes_again() {
+        let (data, bytes) = mapped_file(8u32 << 20);
         assert!(bytes.is_map());
         let mut w = MemWindow::with_steps(Arc::clone(&bytes), 2 << 20, 1 << 20);
         let mut sum = 0u64;
@@ -517,12 +523,7 @@ mod tests {
     /// file's; it starts only once per map, and never for a buffer.
     #[test]
     fn prefaulter_releases_behind_the_reader_and_the_bytes_stay_right() {
-        let mut f = tempfile::tempfile().unwrap();
-        let data: Vec<u8> = (0..(16u32 << 20))
-            .map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8)
-            .collect();
-        f.write_all(&data).unwrap();
-        let bytes = Arc::new(CaptureBytes::map(&f).unwrap());
+        let (data, bytes) = mapped_file(16u32 << 20);
         let pf = Prefaulter::start(&bytes, 4 << 20).expect("a map gets one");
         assert!(Prefaulter::start(&bytes, 4 << 20).is_none());
         let mut w = MemWindow::with_steps(Arc::clone(&bytes), 2 << 20, 1 << 20);

@@ -1767,6 +1767,22 @@ mod tests {
     #[derive(Default)]
     struct Text(Vec<u8>, usize, usize);
 
+    impl Text {
+        /// The rows written so far are 1, 2, 3, … in capture order, with
+        /// no gap.
+        fn assert_in_order(&self, jobs: usize) {
+            let text = std::str::from_utf8(&self.0).unwrap();
+            let got: Vec<u64> = text
+                .split_terminator(';')
+                .map(|x| x.parse().unwrap())
+                .collect();
+            assert!(
+                got.iter().copied().eq(1..=got.len() as u64),
+                "{jobs} shards: {got:?}"
+            );
+        }
+    }
+
     impl Sink for Text {
         /// A row given whole: recorded as its index, like formatted text,
         /// and counted.
@@ -1879,15 +1895,7 @@ mod tests {
                 upto[s] = of[s].get(sent[s]).copied().unwrap_or(u64::MAX);
                 t.set(s, key_of(&q, &upto, s));
                 write_ready(&mut q, &upto, &txs, &mut sink, &mut t).unwrap();
-                let text = String::from_utf8(sink.0.clone()).unwrap();
-                let got: Vec<u64> = text
-                    .split_terminator(';')
-                    .map(|x| x.parse().unwrap())
-                    .collect();
-                assert!(
-                    got.iter().copied().eq(1..=got.len() as u64),
-                    "{jobs} shards: {got:?}"
-                );
+                sink.assert_in_order(jobs);
             }
             assert_eq!(
                 sink.0.iter().filter(|&&b| b == b';').count() as u64,
@@ -1965,15 +1973,7 @@ mod tests {
                     }
                 }
                 write_in_sequence(&mut have, &mut at, &mut q, &txs, &mut sink).unwrap();
-                let text = String::from_utf8(sink.0.clone()).unwrap();
-                let got: Vec<u64> = text
-                    .split_terminator(';')
-                    .map(|x| x.parse().unwrap())
-                    .collect();
-                assert!(
-                    got.iter().copied().eq(1..=got.len() as u64),
-                    "{jobs} shards: {got:?}"
-                );
+                sink.assert_in_order(jobs);
             }
             let written = if direct_rows {
                 sink.2
